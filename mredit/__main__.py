@@ -1,0 +1,5 @@
+import sys
+
+from mredit.cli import main
+
+sys.exit(main())
