@@ -1,0 +1,241 @@
+"""Reading project shards as a stream: shard-spec resolution, rank/worker splitting, shuffling, skip-and-count.
+
+``EditStream`` is the ``IterableDataset`` behind ``EditDataModule``. Each DataLoader worker of each rank reads
+its own slice of the shard list (split by rank first, then by worker, like ``wds.split_by_node`` followed by
+``wds.split_by_worker``), but the rank and world size are passed in explicitly by the datamodule instead of being
+read from the environment, so they are right even before/without ``torch.distributed`` env variables.
+
+A sample that cannot be used (corrupt image, missing member, bad ``reward.json``...) is logged with its reason,
+counted in a ``SkipCounter`` shared by all workers of the process, and iteration goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import random
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import braceexpand
+from torch.utils.data import IterableDataset, get_worker_info
+from webdataset.tariterators import tarfile_samples
+
+from mredit.data.shards import MANIFEST_NAME, shard_paths
+from mredit.schema import EditSample, SampleError, decode_sample
+
+log = logging.getLogger(__name__)
+
+SKIP_REASONS: tuple[str, ...] = (
+    "unreadable_image",
+    "missing_member",
+    "bad_reward",
+    "bad_meta",
+    "bad_transform",
+    "unreadable_shard",
+    "other",
+)
+_REMOTE_PREFIXES = ("pipe:", "http://", "https://", "s3://", "gs://", "hf://")
+
+
+def classify_skip(error: Exception) -> str:
+    """Map a decoding error to one of ``SKIP_REASONS`` (the counters are per reason)."""
+    message = str(error)
+    if not isinstance(error, SampleError):
+        return "unreadable_shard" if "tar" in message.lower() or isinstance(error, OSError) else "other"
+    if "not a readable image" in message:
+        return "unreadable_image"
+    if "missing member" in message:
+        return "missing_member"
+    if "reward.json" in message or "score" in message:
+        return "bad_reward"
+    if "meta.json" in message:
+        return "bad_meta"
+    return "other"
+
+
+class SkipCounter:
+    """Per-reason counts of skipped samples, in shared memory so that DataLoader workers add to the same numbers.
+
+    The array is created in the main process and inherited by the workers (both ``fork`` and ``spawn`` pass it at
+    process creation), so ``counts()`` in the main process sees every worker's skips. Counts are per process (rank).
+    """
+
+    def __init__(self) -> None:
+        self._array = multiprocessing.get_context().Array("q", len(SKIP_REASONS))
+
+    def add(self, reason: str, n: int = 1) -> None:
+        index = SKIP_REASONS.index(reason if reason in SKIP_REASONS else "other")
+        with self._array.get_lock():
+            self._array[index] += n
+
+    def counts(self) -> dict[str, int]:
+        with self._array.get_lock():
+            return {reason: int(v) for reason, v in zip(SKIP_REASONS, self._array[:])}
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts().values())
+
+    def reset(self) -> None:
+        with self._array.get_lock():
+            self._array[:] = [0] * len(SKIP_REASONS)
+
+
+def resolve_shards(spec: str | list[str] | tuple[str, ...]) -> list[str]:
+    """Expand a shard spec into a list of shard URLs and check that local ones exist.
+
+    ``spec`` is a brace pattern (``data/shard-{000000..000009}.tar``), a path to a tar file, a directory holding a
+    ``manifest.json`` (or, failing that, ``*.tar`` files), a ``pipe:`` command or remote URL (not checked), or a
+    list of any of these. Raises ``FileNotFoundError`` naming the first missing path, ``ValueError`` if empty.
+    """
+    items = [spec] if isinstance(spec, str) else list(spec)
+    urls: list[str] = []
+    for item in items:
+        item = str(item).strip()
+        if not item:
+            continue
+        if item.startswith(_REMOTE_PREFIXES):
+            urls.extend(braceexpand.braceexpand(item) if not item.startswith("pipe:") else [item])
+            continue
+        path = Path(item)
+        if path.is_dir():
+            if (path / MANIFEST_NAME).is_file():
+                found = shard_paths(path)
+            else:
+                found = sorted(str(p) for p in path.glob("*.tar"))
+            if not found:
+                raise ValueError(f"no shards in directory {item} (no {MANIFEST_NAME} and no *.tar files)")
+            urls.extend(found)
+            continue
+        urls.extend(braceexpand.braceexpand(item))
+    if not urls:
+        raise ValueError(f"empty shard list: {spec!r}")
+    missing = [url for url in urls if not url.startswith(_REMOTE_PREFIXES) and not os.path.isfile(url)]
+    if missing:
+        raise FileNotFoundError(f"shard not found: {missing[0]} ({len(missing)} of {len(urls)} shards missing)")
+    return urls
+
+
+def split_for(shards: list[str], rank: int, world_size: int, worker: int, num_workers: int) -> list[str]:
+    """The shards one worker of one rank reads: ``rank::world_size`` (by node), then ``worker::num_workers``."""
+    return shards[rank::world_size][worker::num_workers]
+
+
+def iter_raw_samples(urls: Iterable[str], counter: SkipCounter | None = None) -> Iterator[dict[str, Any]]:
+    """Raw tar samples (member name -> bytes) of the given shards; unreadable shards are logged and counted."""
+
+    def handler(error: Exception) -> bool:
+        log.warning("skipping unreadable shard data: %s", error)
+        if counter is not None:
+            counter.add("unreadable_shard")
+        return True
+
+    yield from tarfile_samples(({"url": url} for url in urls), handler=handler)
+
+
+def decode_or_skip(
+    raws: Iterable[dict[str, Any]], counter: SkipCounter | None, draft_size: tuple[int, int] | None = None
+) -> Iterator[EditSample]:
+    """Decode raw samples, logging and counting the ones that fail instead of stopping."""
+    for raw in raws:
+        try:
+            yield decode_sample(raw, draft_size=draft_size)
+        except SampleError as e:
+            reason = classify_skip(e)
+            log.warning("skipping sample (%s): %s [%s]", reason, e, raw.get("__url__", "?"))
+            if counter is not None:
+                counter.add(reason)
+
+
+def shuffle_buffer(items: Iterable[Any], size: int, rng: random.Random) -> Iterator[Any]:
+    """Approximate shuffle through a buffer of ``size`` items (``size <= 1`` passes items through)."""
+    if size <= 1:
+        yield from items
+        return
+    buffer: list[Any] = []
+    for item in items:
+        if len(buffer) < size:
+            buffer.append(item)
+            continue
+        index = rng.randrange(size)
+        buffer[index], item = item, buffer[index]
+        yield item
+    rng.shuffle(buffer)
+    yield from buffer
+
+
+class EditStream(IterableDataset):
+    """Stream per-sample dicts (see ``mredit.data.datamodule``) from shards, split across ranks and workers.
+
+    Non-resampled: every epoch each rank reads the shards ``rank::world_size`` of a shard list shuffled identically
+    on all ranks with ``(seed, epoch)``; its workers split those again. Every sample is seen exactly once per epoch
+    across all ranks and workers. Resampled: each worker draws shards with replacement forever (seeded by
+    ``seed, epoch, rank, worker``); the loader must cap the epoch length.
+    """
+
+    def __init__(
+        self,
+        shards: list[str],
+        to_item: Callable[[EditSample, random.Random], dict[str, Any]],
+        rank: int = 0,
+        world_size: int = 1,
+        shuffle_shards: bool = False,
+        shuffle_size: int = 0,
+        resampled: bool = False,
+        seed: int = 0,
+        draft_size: tuple[int, int] | None = None,
+        counter: SkipCounter | None = None,
+    ) -> None:
+        super().__init__()
+        if not shards:
+            raise ValueError("EditStream needs at least one shard")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} outside world size {world_size}")
+        self.shards, self.to_item = list(shards), to_item
+        self.rank, self.world_size = rank, world_size
+        self.shuffle_shards, self.shuffle_size, self.resampled = shuffle_shards, shuffle_size, resampled
+        self.seed, self.draft_size = seed, draft_size
+        self.counter = counter if counter is not None else SkipCounter()
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _worker(self) -> tuple[int, int]:
+        info = get_worker_info()
+        return (info.id, info.num_workers) if info is not None else (0, 1)
+
+    def _shard_stream(self, worker: int, num_workers: int, rng: random.Random) -> Iterator[str]:
+        if self.resampled:
+            while True:
+                yield rng.choice(self.shards)
+        shards = list(self.shards)
+        if self.shuffle_shards:  # same permutation on every rank, so the rank split stays a partition
+            random.Random(f"{self.seed}-{self.epoch}").shuffle(shards)
+        mine = split_for(shards, self.rank, self.world_size, worker, num_workers)
+        if not mine:
+            log.warning(
+                "rank %d worker %d has no shards (%d shards for %d ranks x %d workers)",
+                self.rank,
+                worker,
+                len(shards),
+                self.world_size,
+                num_workers,
+            )
+        yield from mine
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        worker, num_workers = self._worker()
+        rng = random.Random(f"{self.seed}-{self.epoch}-{self.rank}-{worker}")
+        samples = decode_or_skip(
+            iter_raw_samples(self._shard_stream(worker, num_workers, rng), self.counter), self.counter, self.draft_size
+        )
+        for sample in shuffle_buffer(samples, self.shuffle_size, rng):
+            try:
+                yield self.to_item(sample, rng)
+            except (SampleError, ValueError, OSError) as e:
+                log.warning("skipping sample '%s' (bad_transform): %s", sample.key, e)
+                self.counter.add("bad_transform")

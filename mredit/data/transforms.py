@@ -1,0 +1,69 @@
+"""Paired transforms: the source and the target get the same resize, crop and flip, so they stay aligned."""
+
+from __future__ import annotations
+
+import random
+import re
+
+import numpy as np
+import torch
+from PIL import Image
+
+# "left"/"right" and their derivatives (leftmost, right-hand...): flipping would contradict the instruction.
+_SIDE_WORDS = re.compile(r"\b(left|right)", re.IGNORECASE)
+
+
+def mentions_side(instruction: str) -> bool:
+    """True when a horizontal flip would change the meaning of the instruction."""
+    return _SIDE_WORDS.search(instruction) is not None
+
+
+def image_to_tensor(image: Image.Image) -> torch.Tensor:
+    """RGB PIL image -> float tensor ``[3, H, W]`` in ``[-1, 1]``."""
+    array = np.asarray(image.convert("RGB"), dtype=np.uint8)
+    return torch.from_numpy(array).permute(2, 0, 1).float().div_(127.5).sub_(1.0)
+
+
+def tensor_to_image(tensor: torch.Tensor) -> Image.Image:
+    """Inverse of ``image_to_tensor`` (clamped)."""
+    array = tensor.detach().float().add(1.0).mul(127.5).round().clamp(0, 255).byte().permute(1, 2, 0).cpu().numpy()
+    return Image.fromarray(array)
+
+
+class PairedTransform:
+    """Resize so the short side is ``resolution``, crop ``resolution x resolution``, maybe flip; same for both images.
+
+    ``random_crop`` picks the crop offset with the given RNG (else center crop); ``random_flip`` flips both images
+    with probability 0.5 unless the instruction mentions left or right. A target whose size differs from the
+    source's is resized to the source's size first, so pixel (y, x) of one corresponds to pixel (y, x) of the other.
+    """
+
+    def __init__(self, resolution: int = 256, random_crop: bool = False, random_flip: bool = False) -> None:
+        if resolution < 1:
+            raise ValueError(f"resolution must be >= 1, got {resolution}")
+        self.resolution, self.random_crop, self.random_flip = resolution, random_crop, random_flip
+
+    def __call__(
+        self, source: Image.Image, target: Image.Image, instruction: str, rng: random.Random | None = None
+    ) -> tuple[Image.Image, Image.Image]:
+        rng = rng or random.Random(0)
+        if target.size != source.size:
+            target = target.resize(source.size, Image.Resampling.BICUBIC)
+        width, height = source.size
+        scale = self.resolution / min(width, height)
+        size = (max(self.resolution, round(width * scale)), max(self.resolution, round(height * scale)))
+        if size != source.size:
+            source = source.resize(size, Image.Resampling.BICUBIC, reducing_gap=3.0)
+            target = target.resize(size, Image.Resampling.BICUBIC, reducing_gap=3.0)
+        spare_x, spare_y = size[0] - self.resolution, size[1] - self.resolution
+        if self.random_crop:
+            left, top = rng.randint(0, spare_x), rng.randint(0, spare_y)
+        else:
+            left, top = spare_x // 2, spare_y // 2
+        if spare_x or spare_y:
+            box = (left, top, left + self.resolution, top + self.resolution)
+            source, target = source.crop(box), target.crop(box)
+        if self.random_flip and not mentions_side(instruction) and rng.random() < 0.5:
+            source = source.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+            target = target.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        return source, target
