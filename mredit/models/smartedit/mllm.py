@@ -1,0 +1,157 @@
+"""The LLaVA-1.1-style MLLM of SmartEdit: frozen CLIP vision tower, frozen linear projector, LLaMA with LoRA, and
+the added special tokens (``<img>``, ``<im_start>``, ``<im_end>``, ``<img_0>`` ... ``<img_{r-1}>``).
+
+Only the added tokens learn, so their embedding and LM-head rows live in two small parameters of their own
+(``new_token_embeds``, ``new_token_head``) next to the untouched, frozen LLaMA matrices: ids below the LLM's vocabulary
+size use the original rows, ids above it the new ones. SmartEdit resizes the matrices and copies the old rows back at
+every forward; with weight decay 0 both give the same training, and here the trainable LLM parameters are exactly the
+LoRA A/B matrices plus these two tensors (no optimizer state for 32000 frozen rows, nothing to copy back).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from peft import LoraConfig, PeftModel, get_peft_model
+from torch import nn
+from transformers import CLIPVisionModel, LlamaForCausalLM
+
+from mredit.models.smartedit.prompt import IGNORE_INDEX, IM_END, IM_START, IMAGE_TOKEN, SmartEditPrompt, img_token_names
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+@dataclass
+class MLLMOutput:
+    """``img_hidden`` ``[B, r, D]``: last hidden states at the [IMG] positions; ``lm_loss`` when labels were used."""
+
+    img_hidden: torch.Tensor
+    lm_loss: torch.Tensor | None
+
+
+class LlavaMLLM(nn.Module):
+    """Args:
+    llm: a ``LlamaForCausalLM`` (LLaVA-1.1 weights); frozen, LoRA is injected here.
+    vision_tower: a ``CLIPVisionModel`` (ViT-L/14 @ 224 for LLaVA-1.1); frozen.
+    projector: LLaVA-1.1's single ``nn.Linear(vision_dim, llm_dim)``; frozen.
+    tokenizer: the LLM tokenizer; the special tokens are added to it here.
+    """
+
+    def __init__(
+        self,
+        llm: LlamaForCausalLM,
+        vision_tower: CLIPVisionModel,
+        projector: nn.Linear,
+        tokenizer,
+        num_img_tokens: int = 32,
+        vision_select_layer: int = -2,
+        lora_r: int = 8,
+        lora_alpha: int = 16,
+        lora_dropout: float = 0.05,
+        lora_targets: tuple[str, ...] = ("q_proj", "v_proj"),
+        max_instruction_tokens: int = 128,
+    ) -> None:
+        super().__init__()
+        self.vision_select_layer = vision_select_layer
+        self.base_vocab = llm.get_input_embeddings().num_embeddings
+        tokenizer.add_tokens([IMAGE_TOKEN, IM_START, IM_END, *img_token_names(num_img_tokens)], special_tokens=True)
+        self.tokenizer = tokenizer
+        self.prompt = SmartEditPrompt(tokenizer, num_img_tokens, max_instruction_tokens=max_instruction_tokens)
+        if min(self.prompt.img_ids) < self.base_vocab:
+            raise ValueError(
+                f"the [IMG] token ids must come after the LLM's {self.base_vocab} embedding rows; "
+                f"the tokenizer has {len(tokenizer)} tokens (use the LLM's own tokenizer)"
+            )
+        num_new = len(tokenizer) - self.base_vocab
+        for module in (llm, vision_tower, projector):
+            module.requires_grad_(False)
+        old_embeds, old_head = llm.get_input_embeddings().weight, llm.get_output_embeddings().weight
+        self.new_token_embeds = nn.Parameter(old_embeds.detach().float().mean(0).repeat(num_new, 1))
+        self.new_token_head = nn.Parameter(old_head.detach().float().mean(0).repeat(num_new, 1))
+        lora = LoraConfig(
+            r=lora_r,
+            lora_alpha=lora_alpha,
+            lora_dropout=lora_dropout,
+            target_modules=list(lora_targets),
+            bias="none",
+            task_type="CAUSAL_LM",
+        )
+        self.llm: PeftModel = get_peft_model(llm, lora)
+        self.vision_tower, self.projector = vision_tower, projector
+
+    @property
+    def hidden_size(self) -> int:
+        return self.llm.get_base_model().config.hidden_size
+
+    @property
+    def vision_size(self) -> int:
+        return self.vision_tower.config.hidden_size
+
+    def lora_parameters(self) -> list[nn.Parameter]:
+        return [p for name, p in self.llm.named_parameters() if "lora_" in name]
+
+    def new_token_parameters(self) -> list[nn.Parameter]:
+        return [self.new_token_embeds, self.new_token_head]
+
+    def preprocess(self, images: torch.Tensor) -> torch.Tensor:
+        """``[B, 3, H, W]`` in [-1, 1] -> CLIP pixel values at the tower's resolution."""
+        size = self.vision_tower.config.image_size
+        x = (images.float() + 1) / 2
+        if x.shape[-2:] != (size, size):
+            x = F.interpolate(x, size=(size, size), mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
+        mean, std = x.new_tensor(CLIP_MEAN).view(1, 3, 1, 1), x.new_tensor(CLIP_STD).view(1, 3, 1, 1)
+        return (x - mean) / std
+
+    def patch_features(self, images: torch.Tensor) -> torch.Tensor:
+        """CLIP patch features ``[B, N, vision_dim]`` of the selected layer, CLS dropped (LLaVA-1.1)."""
+        pixels = self.preprocess(images).to(self.vision_tower.dtype)
+        out = self.vision_tower(pixel_values=pixels, output_hidden_states=True, return_dict=True)
+        return out.hidden_states[self.vision_select_layer][:, 1:]
+
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        base = self.llm.get_input_embeddings()(ids.clamp(max=self.base_vocab - 1))
+        new = self.new_token_embeds[(ids - self.base_vocab).clamp(min=0)].to(base.dtype)
+        return torch.where((ids >= self.base_vocab).unsqueeze(-1), new, base)
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        hidden = hidden.float()
+        old = F.linear(hidden, self.llm.get_output_embeddings().weight.float())
+        return torch.cat([old, hidden @ self.new_token_head.t()], dim=-1)
+
+    def forward(
+        self, instructions: list[str], patch_features: torch.Tensor | None, compute_lm_loss: bool = True
+    ) -> MLLMOutput:
+        """Run the LLM on the prompts (teacher-forcing the answer and the r [IMG] tokens).
+
+        ``patch_features`` ``[B, N, vision_dim]`` (None: the text-only alignment prompt).
+        """
+        prompt = self.prompt.build(instructions, with_image=patch_features is not None)
+        device = self.new_token_embeds.device
+        batch = len(instructions)
+        prefix = self.embed(prompt.prefix.to(device)).unsqueeze(0).expand(batch, -1, -1)
+        suffix = self.embed(prompt.suffix.to(device))
+        parts, masks = [prefix], [torch.ones(prefix.shape[:2], dtype=torch.bool, device=device)]
+        if patch_features is not None:
+            image = self.projector(patch_features.to(self.projector.weight.dtype)).to(suffix.dtype)
+            parts.append(image)
+            masks.append(torch.ones(image.shape[:2], dtype=torch.bool, device=device))
+        offset = sum(part.shape[1] for part in parts)
+        parts.append(suffix)
+        masks.append(prompt.suffix_mask.to(device))
+        hidden = (
+            self.llm.get_base_model()
+            .model(inputs_embeds=torch.cat(parts, 1), attention_mask=torch.cat(masks, 1).long(), return_dict=True)
+            .last_hidden_state
+        )
+        img_index = (prompt.img_index.to(device) + offset).unsqueeze(-1).expand(-1, -1, hidden.shape[-1])
+        img_hidden = hidden.gather(1, img_index)
+        lm_loss = None
+        if compute_lm_loss:
+            labels = torch.full(hidden.shape[:2], IGNORE_INDEX, dtype=torch.long, device=device)
+            labels[:, offset:] = prompt.suffix_labels.to(device)
+            logits = self.logits(hidden[:, :-1])
+            lm_loss = F.cross_entropy(logits.flatten(0, 1), labels[:, 1:].flatten(), ignore_index=IGNORE_INDEX)
+        return MLLMOutput(img_hidden=img_hidden, lm_loss=lm_loss)

@@ -1,0 +1,14 @@
+"""Tiny SmartEdit parts shared by the tests of this area."""
+
+from __future__ import annotations
+
+import pytest
+
+from mredit.models.smartedit.mllm import LlavaMLLM
+from mredit.models.smartedit.tiny import tiny_llm, tiny_llm_tokenizer, tiny_projector, tiny_vision_tower
+
+
+@pytest.fixture
+def tiny_mllm() -> LlavaMLLM:
+    tokenizer = tiny_llm_tokenizer()
+    return LlavaMLLM(tiny_llm(len(tokenizer)), tiny_vision_tower(), tiny_projector(), tokenizer, num_img_tokens=4)
