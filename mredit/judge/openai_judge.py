@@ -1,0 +1,291 @@
+"""LVLM judges over the OpenAI chat-completions API: OpenAI, Azure OpenAI, or any compatible server (vLLM).
+
+One ``AsyncOpenAI``/``AsyncAzureOpenAI`` client per judge, created on first use, SDK retries off (see
+``mredit.judge.retry``). Structured output (``response_format`` json_schema) is used when the provider supports
+it; a 400 that rejects ``response_format`` switches the judge to the lenient prompt-and-extract path for the rest
+of the run. The API key is read by the SDK (argument or environment) and never logged or recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import openai
+
+from mredit.judge.base import Judge, Judgement, JudgeRequest, JudgeResult, PerspectiveJudgement
+from mredit.judge.cost import Price, price_for, usage_cost
+from mredit.judge.images import image_data_url
+from mredit.judge.parsing import ParseError, looks_like_refusal, parse_combined, parse_paper
+from mredit.judge.prompts import (
+    PROMPT_VERSION,
+    combined_messages,
+    combined_schema,
+    paper_messages,
+    paper_schema,
+    response_format,
+)
+from mredit.judge.retry import FatalJudgeError, RetryPolicy, classify, describe, retry_after_seconds
+from mredit.schema import PERSPECTIVES
+
+PROVIDERS = ("openai", "azure", "compatible")
+MODES = ("combined", "paper")
+DETAILS = ("low", "high", "auto")
+_STATUS_RANK = {"error": 0, "refused": 1, "invalid": 2}  # which failure a paper-mode result reports first
+
+
+@dataclass
+class CallOutcome:
+    status: str
+    value: Any = None  # a Judgement (combined) or PerspectiveJudgement (paper) when status == "ok"
+    error: str | None = None
+    raw: str | None = None
+    usage: dict[str, int] = field(default_factory=dict)
+
+
+def usage_of(body: dict[str, Any]) -> dict[str, int]:
+    usage = body.get("usage") or {}
+    details = usage.get("prompt_tokens_details") or {}
+    return {
+        "prompt_tokens": int(usage.get("prompt_tokens") or 0),
+        "completion_tokens": int(usage.get("completion_tokens") or 0),
+        "cached_tokens": int(details.get("cached_tokens") or 0),
+    }
+
+
+def interpret_completion(body: dict[str, Any], parse: Callable[[str], Any], structured: bool) -> CallOutcome:
+    """Map a chat-completion body to an outcome: ok, refused, or invalid (raw text kept). Shared with batch mode."""
+    usage = usage_of(body)
+    choices = body.get("choices") or []
+    if not choices:
+        return CallOutcome("invalid", error="response has no choices", raw=json.dumps(body)[:2000], usage=usage)
+    choice = choices[0]
+    message = choice.get("message") or {}
+    content, finish = message.get("content"), choice.get("finish_reason")
+    if message.get("refusal"):
+        return CallOutcome("refused", error=f"refusal: {message['refusal'][:200]}", usage=usage)
+    if finish == "content_filter":
+        return CallOutcome("refused", error="content filter", raw=content, usage=usage)
+    if finish == "length":
+        return CallOutcome("invalid", error="answer truncated (finish_reason=length)", raw=content, usage=usage)
+    if not content:
+        return CallOutcome("invalid", error="empty answer", raw=content, usage=usage)
+    if not structured and looks_like_refusal(content):
+        return CallOutcome("refused", error=f"refusal: {content[:200]}", raw=content, usage=usage)
+    try:
+        return CallOutcome("ok", value=parse(content), usage=usage)
+    except ParseError as e:
+        return CallOutcome("invalid", error=f"unparseable answer: {e}", raw=content, usage=usage)
+
+
+def _rejects_response_format(error: openai.BadRequestError) -> bool:
+    text = f"{error.message} {error.body}".lower()
+    return "response_format" in text or "json_schema" in text or "structured" in text
+
+
+class OpenAIJudge(Judge):
+    """Score requests with a vision chat model; ``mode`` is ``combined`` (one call) or ``paper`` (three calls)."""
+
+    def __init__(
+        self,
+        model: str = "gpt-4o",
+        provider: str = "openai",
+        base_url: str | None = None,
+        api_key: str | None = None,
+        azure_endpoint: str | None = None,
+        api_version: str | None = None,
+        mode: str = "combined",
+        detail: str = "high",
+        max_side: int = 512,
+        structured: bool = True,
+        temperature: float = 0.0,
+        seed: int | None = 0,
+        max_tokens: int = 600,
+        timeout: float = 60.0,
+        retry: RetryPolicy | None = None,
+        price: Price | None = None,
+        client: Any = None,
+    ) -> None:
+        if provider not in PROVIDERS:
+            raise ValueError(f"unknown provider {provider!r}; expected one of {PROVIDERS}")
+        if mode not in MODES:
+            raise ValueError(f"unknown judge mode {mode!r}; expected one of {MODES}")
+        if detail not in DETAILS:
+            raise ValueError(f"unknown image detail {detail!r}; expected one of {DETAILS}")
+        if provider == "compatible" and not (base_url or os.environ.get("OPENAI_BASE_URL")):
+            raise ValueError("the 'compatible' judge needs --base-url (e.g. http://host:8000/v1) or OPENAI_BASE_URL")
+        self.model, self.provider, self.mode, self.detail = model, provider, mode, detail
+        self.base_url, self.api_key, self.azure_endpoint, self.api_version = (
+            base_url,
+            api_key,
+            azure_endpoint,
+            api_version,
+        )
+        self.max_side, self.structured, self.temperature, self.seed = max_side, structured, temperature, seed
+        self.max_tokens, self.timeout = max_tokens, timeout
+        self.retry = retry or RetryPolicy()
+        self.price = price if price is not None else (price_for(model) if provider != "compatible" else None)
+        self._client = client
+        self._rng = random.Random(0)
+
+    @property
+    def fingerprint(self) -> dict[str, Any]:
+        return {
+            "provider": self.provider,
+            "model": self.model,
+            "prompt_version": PROMPT_VERSION,
+            "mode": self.mode,
+            "image_size": self.max_side,
+            "detail": self.detail,
+            "temperature": self.temperature,
+            "seed": self.seed,
+        }
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = self._make_client()
+        return self._client
+
+    def _make_client(self) -> Any:
+        options: dict[str, Any] = {"max_retries": 0, "timeout": self.timeout}
+        try:
+            if self.provider == "azure":
+                return openai.AsyncAzureOpenAI(
+                    azure_endpoint=self.azure_endpoint or os.environ.get("AZURE_OPENAI_ENDPOINT"),
+                    api_version=self.api_version or os.environ.get("OPENAI_API_VERSION") or "2024-10-21",
+                    api_key=self.api_key or os.environ.get("AZURE_OPENAI_API_KEY"),
+                    **options,
+                )
+            api_key = self.api_key or os.environ.get("OPENAI_API_KEY")
+            if self.provider == "compatible":
+                api_key = api_key or "EMPTY"  # self-hosted servers usually need no key
+            return openai.AsyncOpenAI(api_key=api_key, base_url=self.base_url, **options)
+        except openai.OpenAIError as e:  # missing key / endpoint: the SDK message names the env variable
+            raise FatalJudgeError(f"cannot create the {self.provider} client: {e}") from e
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+
+    # -- one request --------------------------------------------------------------------------------------
+    def batch_body(self, request: JudgeRequest) -> dict[str, Any]:
+        """The chat-completions body for ``request`` in combined mode (the Batch API line's ``body``)."""
+        if self.mode != "combined":
+            raise ValueError("batch mode supports the combined judge mode only")
+        source, edited = image_data_url(request.source, self.max_side), image_data_url(request.edited, self.max_side)
+        return self._body(combined_messages(request.instruction, source, edited, self.detail, True), "edit_judgement")
+
+    def result_from_body(self, key: str, body: dict[str, Any]) -> JudgeResult:
+        """A ``JudgeResult`` from a combined-mode completion body (used to collect Batch API output)."""
+        outcome = interpret_completion(body, parse_combined, structured=True)
+        return self._result(key, outcome.status, outcome.value, outcome.error, outcome.raw, outcome.usage, batch=True)
+
+    def _body(self, messages: list[dict[str, Any]], schema_name: str | None) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": self.model,
+            "messages": messages,
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+        }
+        if self.seed is not None:
+            body["seed"] = self.seed
+        if schema_name is not None:
+            schema = combined_schema() if schema_name == "edit_judgement" else paper_schema(schema_name[6:])
+            body["response_format"] = response_format(schema_name, schema)
+        return body
+
+    async def _call(
+        self, messages: Callable[[bool], list[dict[str, Any]]], schema_name: str, parse: Callable[[str], Any]
+    ) -> CallOutcome:
+        last = "no attempt"
+        attempt = 0
+        while attempt < self.retry.max_attempts:
+            attempt += 1
+            structured = self.structured
+            body = self._body(messages(structured), schema_name if structured else None)
+            try:
+                response = await self.client.chat.completions.with_raw_response.create(**body)
+                outcome = interpret_completion(json.loads(response.content), parse, structured)
+                outcome.usage["attempts"] = attempt
+                return outcome
+            except openai.BadRequestError as e:
+                if structured and _rejects_response_format(e):
+                    self.structured = False  # provider cannot constrain decoding: use the lenient path from now on
+                    attempt -= 1
+                    continue
+                return CallOutcome("invalid", error=f"request rejected: {describe(e)}", usage={"attempts": attempt})
+            except (openai.APIError, json.JSONDecodeError) as e:
+                if isinstance(e, json.JSONDecodeError):
+                    return CallOutcome("invalid", error=f"response is not JSON: {e}", usage={"attempts": attempt})
+                kind, last = classify(e), describe(e)
+                if kind == "fatal":
+                    raise FatalJudgeError(f"{self.provider} judge stopped: {last}") from None
+                if kind == "fail":
+                    return CallOutcome("error", error=last, usage={"attempts": attempt})
+                wait = retry_after_seconds(getattr(getattr(e, "response", None), "headers", None))
+                if wait is not None and wait > self.retry.max_retry_after:
+                    return CallOutcome(
+                        "error", error=f"{last}; server asked to wait {wait:.0f}s", usage={"attempts": attempt}
+                    )
+                if attempt < self.retry.max_attempts:
+                    await asyncio.sleep(self.retry.delay(attempt, wait, self._rng))
+        return CallOutcome("error", error=f"gave up after {attempt} attempts: {last}", usage={"attempts": attempt})
+
+    async def judge(self, request: JudgeRequest) -> JudgeResult:
+        source = image_data_url(request.source, self.max_side)
+        edited = image_data_url(request.edited, self.max_side)
+        if self.mode == "combined":
+            outcome = await self._call(
+                lambda structured: combined_messages(request.instruction, source, edited, self.detail, structured),
+                "edit_judgement",
+                parse_combined,
+            )
+            return self._result(request.key, outcome.status, outcome.value, outcome.error, outcome.raw, outcome.usage)
+        outcomes = await asyncio.gather(
+            *(
+                self._call(
+                    lambda structured, p=p: paper_messages(
+                        p, request.instruction, source, edited, self.detail, structured
+                    ),
+                    f"paper_{p}",
+                    lambda text, p=p: parse_paper(p, text),
+                )
+                for p in PERSPECTIVES
+            )
+        )
+        usage: dict[str, int] = {}
+        for outcome in outcomes:
+            for name, value in outcome.usage.items():
+                usage[name] = usage.get(name, 0) + value
+        failed = sorted((o for o in outcomes if o.status != "ok"), key=lambda o: _STATUS_RANK[o.status])
+        if failed:
+            first = failed[0]
+            return self._result(request.key, first.status, None, first.error, first.raw, usage)
+        judgement = Judgement(*(o.value for o in outcomes))
+        return self._result(request.key, "ok", judgement, None, None, usage)
+
+    def _result(
+        self,
+        key: str,
+        status: str,
+        value: Judgement | PerspectiveJudgement | None,
+        error: str | None,
+        raw: str | None,
+        usage: dict[str, int],
+        batch: bool = False,
+    ) -> JudgeResult:
+        return JudgeResult(
+            key=key,
+            status=status,  # type: ignore[arg-type]
+            judgement=value if status == "ok" else None,  # type: ignore[arg-type]
+            error=error,
+            usage=usage,
+            cost_usd=usage_cost(usage, self.price, batch=batch),
+            raw=raw,
+        )

@@ -1,0 +1,181 @@
+"""End-to-end annotation against the local OpenAI-compatible server: statuses, resume, kill, export, secrets."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from conftest import API_KEY, write_corrupt_tar, write_shards
+from fake_server import FakeJudgeServer, expected_scores
+
+from mredit.judge.annotate import annotate, export_rewards
+from mredit.judge.records import read_records
+from mredit.schema import PERSPECTIVES
+
+REPO = Path(__file__).resolve().parents[2]
+FAULTY = [
+    "make the sky red",
+    "add a hat #fault=429x1",
+    "remove the dog #fault=500x2",
+    "turn it to winter #fault=timeout",
+    "paint it #fault=refusal",
+    "make it longer #fault=length",
+    "blur it #fault=malformed",
+    "zoom in #fault=down",
+]
+EXPECTED = ["ok", "ok", "ok", "ok", "refused", "invalid", "invalid", "error"]
+
+
+def _final(path: Path) -> dict[str, dict]:
+    records, _ = read_records(path)
+    return {r["key"]: r for r in records}  # last-wins
+
+
+def test_every_input_ends_in_one_terminal_record(tmp_path, fake_server, make_judge):
+    shards = write_shards(tmp_path / "shards", FAULTY)
+    bad_tar = write_corrupt_tar(tmp_path / "bad.tar")
+    summary = annotate([str(shards), str(bad_tar)], tmp_path / "out", make_judge(), concurrency=4)
+    records, unreadable = read_records(tmp_path / "out/annotations.jsonl")
+    assert unreadable == 0 and len(records) == len(FAULTY) + 1 == summary["inputs"]
+    by_key = {r["key"]: r for r in records}
+    assert [by_key[f"s{i:03d}"]["status"] for i in range(len(FAULTY))] == EXPECTED
+    assert by_key["broken"]["status"] == "invalid" and "not a readable image" in by_key["broken"]["error"]
+    ok = by_key["s000"]
+    assert ok["judgement"]["following"]["score"] == expected_scores(FAULTY[0])["following"]
+    assert set(ok["fingerprint"]) >= {"provider", "model", "prompt_version", "image_size", "detail"}
+    assert ok["cost_usd"] > 0 and ok["usage"]["prompt_tokens"] > 0
+    assert by_key["s005"]["raw"] and by_key["s004"]["judgement"] is None
+    for record in records:  # never a fabricated score
+        assert (record["judgement"] is not None) == (record["status"] == "ok")
+
+    requests_before = fake_server.chat_requests
+    again = annotate([str(shards), str(bad_tar)], tmp_path / "out", make_judge(), concurrency=4)
+    # only the transient "error" sample is re-judged (and fails again); everything else is skipped
+    assert again["skipped_done"] == len(FAULTY) and again["this_run"] == {"error": 1}
+    assert fake_server.chat_requests - requests_before == 3  # the 3 attempts of the "down" sample
+    assert again["final"] == dict(Counter(EXPECTED + ["invalid"]))
+
+
+def test_transient_error_is_superseded_on_resume(tmp_path, fake_server, make_judge):
+    shards = write_shards(tmp_path / "shards", ["flaky #fault=500x3", "fine"])
+    annotate([str(shards)], tmp_path / "out", make_judge(), concurrency=2)
+    assert _final(tmp_path / "out/annotations.jsonl")["s000"]["status"] == "error"
+    summary = annotate([str(shards)], tmp_path / "out", make_judge(), concurrency=2)
+    records, _ = read_records(tmp_path / "out/annotations.jsonl")
+    assert len(records) == 3 and summary["final"] == {"ok": 2}
+    assert _final(tmp_path / "out/annotations.jsonl")["s000"]["status"] == "ok"
+
+
+@pytest.mark.parametrize(
+    ("fault", "api_key", "message"), [("quota", API_KEY, "insufficient_quota"), ("", "wrong", "401")]
+)
+def test_fatal_errors_stop_the_run_resumably(tmp_path, fake_server, make_judge, fault, api_key, message):
+    instructions = [f"edit {i}" for i in range(6)] + [f"edit 6 #fault={fault}"] if fault else ["edit"] * 3
+    shards = write_shards(tmp_path / "shards", instructions)
+    with pytest.raises(RuntimeError, match=message) as info:
+        annotate([str(shards)], tmp_path / "out", make_judge(api_key=api_key), concurrency=1)
+    assert "re-run to resume" in str(info.value) and API_KEY not in str(info.value)
+    records, _ = read_records(tmp_path / "out/annotations.jsonl")
+    assert all(r["status"] == "ok" for r in records)  # nothing written for the fatal request
+
+
+def test_lenient_fallback_when_structured_output_is_unsupported(tmp_path, make_judge, fake_server):
+    fake_server.structured = False
+    shards = write_shards(tmp_path / "shards", ["make it red", "add a moon"])
+    summary = annotate([str(shards)], tmp_path / "out", make_judge(), concurrency=2)
+    assert summary["final"] == {"ok": 2}
+    record = _final(tmp_path / "out/annotations.jsonl")["s001"]
+    assert record["judgement"]["quality"]["score"] == expected_scores("add a moon")["quality"]  # from "n/5"
+
+
+def test_azure_deployment_path_and_header(tmp_path, fake_server, make_judge):
+    judge = make_judge(provider="azure", base_url=None, azure_endpoint=fake_server.endpoint, model="my-gpt4o")
+    shards = write_shards(tmp_path / "shards", ["make it red"])
+    assert annotate([str(shards)], tmp_path / "out", judge)["final"] == {"ok": 1}
+
+
+def test_export_rewardedit_and_reward_json(tmp_path, fake_server, make_judge):
+    instructions = ["make it red", "add a moon", "x #fault=refusal"]
+    shards = write_shards(tmp_path / "shards", instructions)
+    annotate([str(shards)], tmp_path / "out", make_judge())
+    summary = export_rewards(tmp_path / "out/annotations.jsonl", tmp_path / "rewards.json")
+    assert summary["exported"] == 2 and summary["statuses"] == {"ok": 2, "refused": 1}
+    data = json.loads((tmp_path / "rewards.json").read_text())
+    assert sorted(data) == ["s000", "s001"]
+    expected = expected_scores("add a moon")
+    assert [e["Score"] for e in data["s001"]] == [expected[p] for p in PERSPECTIVES]
+    assert all(set(e) == {"Score", "Negative Prompt"} for e in data["s001"])
+    export_rewards(tmp_path / "out/annotations.jsonl", tmp_path / "reward_json.json", fmt="reward-json")
+    reward = json.loads((tmp_path / "reward_json.json").read_text())["s000"]
+    assert reward["judge"]["model"] == "gpt-4o" and "feedback" in reward["following"]
+
+
+def _cli(args: list[str], env: dict[str, str], **kwargs) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "mredit", "judge", *args],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,
+    )
+
+
+def test_sigkill_and_resume_matches_an_uninterrupted_run(tmp_path):
+    server = FakeJudgeServer(api_key=API_KEY, latency=0.05).start()
+    try:
+        env = {**os.environ, "OPENAI_API_KEY": API_KEY, "OPENAI_BASE_URL": server.base_url}
+        kinds = ["", " #fault=refusal", " #fault=malformed", " #fault=429x1"]
+        instructions = [f"edit number {i}{kinds[i % 4]}" for i in range(40)]
+        shards = write_shards(tmp_path / "shards", instructions)
+        common = ["annotate", "--shards", str(shards), "--concurrency", "2", "--retry-base", "0.01"]
+
+        killed_out = tmp_path / "killed"
+        proc = _cli([*common, "--out", str(killed_out)], env)
+        records_file = killed_out / "annotations.jsonl"
+        deadline = time.time() + 30
+        while time.time() < deadline and (not records_file.exists() or records_file.read_bytes().count(b"\n") < 8):
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        partial = records_file.read_bytes().count(b"\n")
+        assert 8 <= partial < len(instructions)
+
+        resumed = _cli([*common, "--out", str(killed_out)], env)
+        out_resumed, err_resumed = resumed.communicate(timeout=60)
+        assert resumed.returncode == 0, err_resumed
+        clean = _cli([*common, "--out", str(tmp_path / "clean")], env)
+        out_clean, err_clean = clean.communicate(timeout=60)
+        assert clean.returncode == 0, err_clean
+
+        killed_records, bad = read_records(records_file)
+        clean_records, _ = read_records(tmp_path / "clean/annotations.jsonl")
+        assert bad == 0 and len(killed_records) == len({r["id"] for r in killed_records}) == len(instructions)
+        assert sorted((r["key"], r["status"]) for r in killed_records) == sorted(
+            (r["key"], r["status"]) for r in clean_records
+        )
+        everything = out_resumed + err_resumed + out_clean + err_clean
+        for path in [*killed_out.iterdir(), *(tmp_path / "clean").iterdir()]:
+            everything += path.read_text()
+        assert API_KEY not in everything
+    finally:
+        server.stop()
+
+
+def test_dry_run_estimates_without_calling_the_api(tmp_path, fake_server):
+    shards = write_shards(tmp_path / "shards", ["make it red"] * 3)
+    proc = _cli(["annotate", "--shards", str(shards), "--dry-run", "--detail", "low"], {**os.environ})
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    estimate = json.loads(out)
+    assert estimate["samples"] == 3 and estimate["usd_sync"] > 0 and estimate["prices_as_of"]
+    assert estimate["usd_batch"] == pytest.approx(estimate["usd_sync"] / 2)
+    assert fake_server.chat_requests == 0
