@@ -55,6 +55,12 @@ def make_sample():
 
 
 @pytest.fixture
+def make_shards():
+    """``make_shards(out, num_samples, shard_size, with_reward=True) -> out`` (every 4th sample without reward)."""
+    return write_shards
+
+
+@pytest.fixture
 def shard_dir(tmp_path: Path) -> Path:
     """8 shards x 3 samples; every 4th sample has no reward."""
     return write_shards(tmp_path / "shards", num_samples=24, shard_size=3)
