@@ -94,11 +94,10 @@ def _eval(args: argparse.Namespace) -> int:
 def _batch(args: argparse.Namespace) -> int:
     from mredit.judge import batch
 
-    if args.batch_command == "status":
-        _print(batch.status(args.out))
-        return 0
     judge = judge_from_args(args)
-    if args.batch_command == "submit":
+    if args.batch_command == "status":
+        _print(batch.status(args.out, judge))
+    elif args.batch_command == "submit":
         _print(batch.submit(args.shards, args.out, judge, args.max_requests, args.max_bytes, args.limit))
     elif args.batch_command == "collect":
         _print(batch.collect(args.out, judge))
@@ -163,8 +162,7 @@ def register(parser: argparse.ArgumentParser) -> None:
             step.add_argument("--max-bytes", type=int, default=190_000_000, help="bytes per batch file (API: 200 MB)")
         if name == "run":
             step.add_argument("--poll-interval", type=float, default=60.0, help="seconds between polls")
-        if name != "status":
-            add_judge_options(step)
+        add_judge_options(step)
         step.set_defaults(func=_batch)
 
     convert = sub.add_parser("convert-benchmark", help="convert the official Real-Edit layout to benchmark JSONL")

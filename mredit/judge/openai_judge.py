@@ -130,7 +130,7 @@ class OpenAIJudge(Judge):
         self.max_tokens, self.timeout = max_tokens, timeout
         self.retry = retry or RetryPolicy()
         self.price = price if price is not None else (price_for(model) if provider != "compatible" else None)
-        self._client = client
+        self._client, self._owns_client = client, client is None
         self._rng = random.Random(0)
 
     @property
@@ -170,8 +170,9 @@ class OpenAIJudge(Judge):
             raise FatalJudgeError(f"cannot create the {self.provider} client: {e}") from e
 
     async def aclose(self) -> None:
-        if self._client is not None:
+        if self._client is not None and self._owns_client:
             await self._client.close()
+            self._client = None  # a later event loop gets a fresh client
 
     # -- one request --------------------------------------------------------------------------------------
     def batch_body(self, request: JudgeRequest) -> dict[str, Any]:
