@@ -20,7 +20,7 @@ def mentions_side(instruction: str) -> bool:
 
 def image_to_tensor(image: Image.Image) -> torch.Tensor:
     """RGB PIL image -> float tensor ``[3, H, W]`` in ``[-1, 1]``."""
-    array = np.asarray(image.convert("RGB"), dtype=np.uint8)
+    array = np.array(image.convert("RGB"), dtype=np.uint8)  # a writable copy: torch wants one
     return torch.from_numpy(array).permute(2, 0, 1).float().div_(127.5).sub_(1.0)
 
 
