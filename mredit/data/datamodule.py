@@ -141,7 +141,8 @@ class EditDataModule(pl.LightningDataModule):
         samples_per_epoch: training samples per epoch over all ranks; caps the epoch at
             ``samples_per_epoch // (world_size * batch_size)`` batches per rank.
         val_samples: cap on validation samples per epoch over all ranks (``None``: every sample once).
-        draft_decode: decode JPEGs at a reduced scale when the resolution allows it (much faster, same crops).
+        draft_decode: decode JPEGs at a reduced scale when the resolution allows it (much faster; the crops are
+            the same regions, resampled from a smaller decode).
         seed: shard order, shuffle buffer, crops and flips are deterministic given the seed.
     """
 

@@ -129,3 +129,38 @@ def test_trainer_logs_skipped_samples(tmp_path: Path, shard_dir: Path, make_samp
     assert trainer.callback_metrics["data/skipped_train/unreadable_image"] == 2
     assert trainer.callback_metrics["data/skipped_val"] == 3  # cumulative: the sanity check read it too
     assert dm.skipped["train"]["unreadable_image"] == 2
+
+
+def test_epochs_through_workers_reshuffle_and_cover(shard_dir: Path) -> None:
+    dm = _datamodule(str(shard_dir), num_workers=2)
+    dm.setup("fit")
+    loader = dm.train_dataloader()
+    epochs = [[k for batch in loader for k in batch["key"]] for _ in range(2)]
+    assert sorted(epochs[0]) == sorted(epochs[1]) == [f"s{i:04d}" for i in range(24)]
+    assert epochs[0] != epochs[1]
+
+
+def test_init_signature_is_a_lightningcli_schema(shard_dir: Path) -> None:
+    from jsonargparse import ArgumentParser
+
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_class_arguments(EditDataModule, "data")
+    config = parser.parse_args([f"--data.train_shards={shard_dir}", "--data.val_shards=[a.tar,b.tar]"])
+    assert config.data.train_shards == str(shard_dir) and config.data.val_shards == ["a.tar", "b.tar"]
+    assert config.data.resampled is False and config.data.samples_per_epoch is None
+
+
+def test_rank_and_epoch_come_from_the_attached_trainer(shard_dir: Path, monkeypatch) -> None:
+    from types import SimpleNamespace
+
+    monkeypatch.setenv("RANK", "0")  # the trainer wins over the environment
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    seen = []
+    for rank in range(2):
+        dm = _datamodule(str(shard_dir))
+        dm.trainer = SimpleNamespace(global_rank=rank, world_size=2, current_epoch=4)
+        dm.setup("fit")
+        loader = dm.train_dataloader()
+        seen += [k for batch in loader for k in batch["key"]]
+        assert loader.dataset.epoch == 4 and loader.dataset.rank == rank
+    assert sorted(seen) == [f"s{i:04d}" for i in range(24)]
