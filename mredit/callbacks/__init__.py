@@ -1,0 +1,1 @@
+"""Lightning callbacks of mredit (each YAML-configurable under ``trainer.callbacks``)."""

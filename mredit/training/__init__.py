@@ -1,0 +1,1 @@
+"""Training entry points: the LightningCLI behind ``mredit fit|validate|test|predict``."""

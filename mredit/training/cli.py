@@ -1,0 +1,76 @@
+"""The LightningCLI behind ``mredit fit|validate|test|predict --config configs/<name>.yaml``.
+
+Model and data are in subclass mode (``model.class_path`` / ``data.class_path``), so SmartEdit or another
+DataModule need no new entry point. On top of stock LightningCLI:
+
+- local checkpoints are written atomically (``AtomicCheckpointIO``), so a kill never corrupts ``last.ckpt``;
+- the resolved config is logged to the experiment logger (secrets scrubbed) as well as saved to the log dir;
+- a user error (bad value, missing file, non-finite loss) ends the run with one ``mredit <cmd>: error:`` line;
+  set ``MREDIT_DEBUG=1`` for the traceback. Config parse errors are jsonargparse's own one-line messages.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from typing import Any
+
+import lightning.pytorch as pl
+from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from mredit.training.checkpoint_io import AtomicCheckpointIO
+from mredit.training.loggers import scrub_secrets
+
+USER_ERRORS = (ValueError, FileNotFoundError, RuntimeError)
+
+
+class LoggedSaveConfigCallback(SaveConfigCallback):
+    """Saves ``config.yaml`` to the log dir and sends the resolved config to the logger (rank 0 only)."""
+
+    def save_config(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if trainer.logger is None:
+            return
+        config = scrub_secrets(self.config.as_dict())
+        config.pop("config", None)  # the paths of the YAML files, not settings
+        for logger in trainer.loggers:
+            logger.log_hyperparams({"config": config})
+
+
+class MreditCLI(LightningCLI):
+    def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
+        trainer = super().instantiate_trainer(**kwargs)
+        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # leave a user-chosen CheckpointIO alone
+            trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+        return trainer
+
+
+def run_lightning_cli(argv: list[str]) -> MreditCLI | None:
+    """Run one LightningCLI command; ``argv`` starts with the subcommand (``fit``, ``validate``, ...)."""
+    command = argv[0] if argv else "fit"
+    # ``mredit`` passes argv explicitly while sys.argv keeps the full command line for DDP's re-launch
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
+    try:
+        return MreditCLI(
+            pl.LightningModule,
+            pl.LightningDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            save_config_callback=LoggedSaveConfigCallback,
+            save_config_kwargs={"overwrite": True},
+            args=argv,
+            auto_configure_optimizers=False,
+        )
+    except USER_ERRORS as e:
+        if os.environ.get("MREDIT_DEBUG"):
+            raise
+        print(f"mredit {command}: error: {_root_message(e)}", file=sys.stderr)
+        sys.exit(1)
+
+
+def _root_message(error: BaseException) -> str:
+    """The innermost user-facing message (jsonargparse wraps errors raised while instantiating classes)."""
+    while isinstance(error.__cause__, USER_ERRORS):
+        error = error.__cause__
+    return " ".join(str(error).split())

@@ -1,0 +1,133 @@
+from __future__ import annotations
+
+import pytest
+import torch
+from diffusers import DDPMScheduler, UNet2DConditionModel
+from models_helpers import SMALLEST_TEXT, SMALLEST_UNET, make_batch, make_module
+
+from mredit.models.components import TINY_UNET, build_tiny_components, resolve_pretrained_path
+from mredit.models.instruct_pix2pix import InstructPix2PixModule, widen_conv_in
+
+
+def test_forward_backward_trains_only_the_unet(module):
+    module.train()
+    loss = module.diffusion_loss(make_batch())
+    assert loss.ndim == 0 and torch.isfinite(loss)
+    loss.backward()
+    assert all(p.grad is not None for p in module.unet.parameters() if p.requires_grad)
+    assert all(not p.requires_grad for p in (*module.vae.parameters(), *module.text_encoder.parameters()))
+    assert not module.text_encoder.training
+
+
+def test_widen_conv_in_copies_weights_and_bias_and_zeroes_new_channels():
+    torch.manual_seed(0)
+    config = {**TINY_UNET, **SMALLEST_UNET, "in_channels": 4, "out_channels": 4, "cross_attention_dim": 16}
+    unet = UNet2DConditionModel(**config)
+    old_weight, old_bias = unet.conv_in.weight.detach().clone(), unet.conv_in.bias.detach().clone()
+    x, t, ctx = torch.randn(2, 4, 8, 8), torch.tensor([10, 500]), torch.randn(2, 5, 16)
+    with torch.no_grad():
+        before = unet(x, t, encoder_hidden_states=ctx).sample
+    widen_conv_in(unet, 8)
+    assert unet.config.in_channels == 8 and unet.conv_in.weight.shape[1] == 8
+    assert torch.equal(unet.conv_in.weight[:, :4], old_weight)
+    assert torch.equal(unet.conv_in.bias, old_bias)
+    assert torch.count_nonzero(unet.conv_in.weight[:, 4:]) == 0
+    with torch.no_grad():
+        after = unet(torch.cat([x, torch.randn_like(x)], 1), t, encoder_hidden_states=ctx).sample
+    torch.testing.assert_close(after, before)
+
+
+def _save_components(path, text_to_image: bool) -> None:
+    torch.manual_seed(0)
+    parts = build_tiny_components(SMALLEST_UNET, SMALLEST_TEXT)
+    if text_to_image:
+        latent = parts.vae.config.latent_channels
+        parts.unet = UNet2DConditionModel(**{**dict(parts.unet.config), "in_channels": latent})
+    for name in ("unet", "vae", "text_encoder", "tokenizer", "scheduler"):
+        getattr(parts, name).save_pretrained(path / name)
+
+
+@pytest.mark.parametrize("text_to_image", [True, False])
+def test_loads_stage1_and_stage2_layouts_from_a_folder(tmp_path, text_to_image):
+    _save_components(tmp_path, text_to_image)
+    module = InstructPix2PixModule(pretrained_path=str(tmp_path), scheduler_config={"prediction_type": "epsilon"})
+    latent = module.vae.config.latent_channels
+    assert module.unet.config.in_channels == 2 * latent
+    assert module.noise_scheduler.config.prediction_type == "epsilon"
+    assert torch.isfinite(module.diffusion_loss(make_batch(2)))
+
+
+def test_missing_pretrained_path_lists_subfolders_and_names_env_var(tmp_path, monkeypatch):
+    monkeypatch.delenv("MREDIT_TEST_SD15", raising=False)
+    with pytest.raises(FileNotFoundError, match="MREDIT_TEST_SD15 is not set.*unet/, vae/, text_encoder/"):
+        resolve_pretrained_path("$MREDIT_TEST_SD15")
+    (tmp_path / "unet").mkdir()
+    with pytest.raises(FileNotFoundError, match="lacks vae/, text_encoder/, tokenizer/, scheduler/"):
+        resolve_pretrained_path(str(tmp_path))
+
+
+def test_conditioning_dropout_proportions(module):
+    drop_text, drop_image = module.dropout_masks(200_000, torch.Generator().manual_seed(0))
+    text_only = (drop_text & ~drop_image).float().mean().item()
+    both = (drop_text & drop_image).float().mean().item()
+    image_only = (~drop_text & drop_image).float().mean().item()
+    for share in (text_only, both, image_only):
+        assert share == pytest.approx(0.05, abs=0.003)
+
+
+def test_dropped_conditions_reach_the_unet(module, monkeypatch):
+    """Dropped text is the encoding of "", a dropped image is zero source latents."""
+    seen = {}
+    forward = module.unet.forward
+
+    def spy(sample, timestep, encoder_hidden_states, **kwargs):
+        seen["sample"], seen["text"] = sample, encoder_hidden_states
+        return forward(sample, timestep, encoder_hidden_states=encoder_hidden_states, **kwargs)
+
+    monkeypatch.setattr(module.unet, "forward", spy)
+    drop = torch.tensor([True, False, False, False]), torch.tensor([True, True, False, False])
+    monkeypatch.setattr(module, "dropout_masks", lambda n: drop)
+    module.train()
+    module.diffusion_loss(make_batch())
+    latent = module.vae.config.latent_channels
+    null = module.null_text_embedding()[0]
+    assert torch.equal(seen["text"][0], null) and not torch.equal(seen["text"][2], null)
+    assert torch.count_nonzero(seen["sample"][:2, latent:]) == 0
+    assert torch.count_nonzero(seen["sample"][2:, latent:]) > 0
+
+
+def test_precomputed_latents_skip_the_frozen_encoders(monkeypatch):
+    module = make_module(conditioning_dropout=0.0)
+    batch = make_batch(2)
+    posterior = module.vae.encode(batch["target"]).latent_dist
+    precomputed = {
+        "key": batch["key"],
+        "source_latents": module.vae.encode(batch["source"]).latent_dist.mode(),
+        "target_latent_mean": posterior.mean,
+        "target_latent_logvar": posterior.logvar,
+        "instruction_embeds": module.encode_instructions(batch["instruction"]),
+        "scores": batch["scores"],
+        "feedback": batch["feedback"],
+    }
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("a frozen encoder ran on a precomputed batch")
+
+    monkeypatch.setattr(module.vae, "encode", forbidden)
+    monkeypatch.setattr(module, "encode_instructions", forbidden)
+    module.train()
+    assert torch.isfinite(module.training_step(precomputed, 0))
+
+
+def test_v_prediction_and_epsilon_objectives():
+    scheduler = DDPMScheduler(prediction_type="sample")
+    module = make_module()
+    module.noise_scheduler = scheduler
+    with pytest.raises(ValueError, match="unsupported prediction_type 'sample'"):
+        module.diffusion_loss(make_batch(2))
+    assert make_module().noise_scheduler.config.prediction_type == "v_prediction"
+
+
+def test_bad_conditioning_dropout_is_rejected():
+    with pytest.raises(ValueError, match="conditioning_dropout"):
+        make_module(conditioning_dropout=0.5)
