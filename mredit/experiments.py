@@ -1,0 +1,296 @@
+"""Experiments on the synthetic world: arms x seeds, trained, edited and judged by the oracle, aggregated with
+95% t-intervals over seeds.
+
+An experiment is data, ``experiments/<name>/config.yaml``::
+
+    name: reward_vs_baseline
+    hypothesis: the reward-conditioned model beats the baseline on all three perspectives
+    seeds: [0, 1, 2]
+    reference: baseline                 # arms are also compared with this one, paired by seed
+    data: {num_train: 12000, num_test: 140, resolution: 16, corrupt_rate: 0.5}
+    train: {max_steps: 3000, batch_size: 64}
+    edit: {steps: 25, scheduler: ddim, text_scale: 1.0, image_scale: 1.0, scores: [5, 5, 5]}
+    arms:
+      - {name: baseline, configs: [configs/insp2p_tiny.yaml]}
+      - {name: official, configs: [configs/insp2p_tiny.yaml], reward: {variant: official}}
+
+An arm may override ``data``, ``train`` (``max_steps``, ``batch_size``) and ``edit`` settings and add raw
+LightningCLI ``overrides``; ``reuse: <arm>`` evaluates that arm's trained models with other ``edit`` settings.
+``reward`` holds the ``RewardConditioning`` callback options (absent: no reward). The training data of seed ``s``
+is drawn with seed ``data.seed + s``, so the interval covers both the data draw and the training randomness.
+
+Run: ``python -m mredit.experiments experiments/reward_vs_baseline [--seeds 0 1] [--max-steps N] ...``.
+Every step is cached under ``--out`` (default ``runs/experiments/<name>``): a re-run resumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mredit import workflow
+from mredit.reports import format_aggregate_table, replace_between_markers
+from mredit.schema import PERSPECTIVES
+from mredit.stats import mean_confidence_interval
+from mredit.workflow import DataSpec, EditSpec, Job, TrainSpec
+
+METRICS = ("yes_rate", "score")
+ARM_KEYS = {"name", "configs", "reward", "overrides", "data", "train", "edit", "reuse"}
+EXPERIMENT_KEYS = {"name", "hypothesis", "seeds", "reference", "data", "train", "edit", "arms", "parallel"}
+
+
+@dataclass
+class Arm:
+    name: str
+    configs: list[str]
+    reward: dict[str, Any] | None = None
+    overrides: list[str] = field(default_factory=list)
+    data: dict[str, Any] = field(default_factory=dict)
+    train: dict[str, Any] = field(default_factory=dict)
+    edit: dict[str, Any] = field(default_factory=dict)
+    reuse: str | None = None  # another arm whose trained models this arm edits with (only ``edit`` differs)
+
+
+@dataclass
+class Experiment:
+    name: str
+    arms: list[Arm]
+    seeds: list[int]
+    hypothesis: str = ""
+    reference: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+    train: dict[str, Any] = field(default_factory=dict)
+    edit: dict[str, Any] = field(default_factory=dict)
+    parallel: int = 2
+    directory: Path = Path(".")
+
+    def data_spec(self, arm: Arm, seed: int) -> DataSpec:
+        spec = _build(DataSpec, {**self.data, **arm.data}, f"{arm.name}.data")
+        return dataclasses.replace(spec, seed=spec.seed + seed)
+
+    def edit_spec(self, arm: Arm) -> EditSpec:
+        spec = _build(EditSpec, {**self.edit, **arm.edit}, f"{arm.name}.edit")
+        return dataclasses.replace(spec, scores=tuple(float(s) for s in spec.scores))
+
+    def train_settings(self, arm: Arm) -> dict[str, Any]:
+        settings = {"max_steps": 1000, "batch_size": None, "num_workers": 1, **self.train, **arm.train}
+        unknown = set(settings) - {"max_steps", "batch_size", "num_workers"}
+        if unknown:
+            raise ValueError(f"{arm.name}.train: unknown keys {sorted(unknown)}")
+        return settings
+
+
+def _build(cls, values: dict[str, Any], where: str):
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(values) - names
+    if unknown:
+        raise ValueError(f"{where}: unknown keys {sorted(unknown)} (known: {sorted(names)})")
+    return cls(**values)
+
+
+def load_experiment(path: str | os.PathLike) -> Experiment:
+    """Read ``config.yaml`` (or a directory holding it) and check it; relative config paths stay as written
+    (they are resolved from the working directory, the repository root)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "config.yaml"
+    if not path.exists():
+        raise FileNotFoundError(f"experiment config not found: {path}")
+    raw = yaml.safe_load(path.read_text()) or {}
+    unknown = set(raw) - EXPERIMENT_KEYS
+    if unknown:
+        raise ValueError(f"{path}: unknown keys {sorted(unknown)} (known: {sorted(EXPERIMENT_KEYS)})")
+    for key in ("name", "arms", "seeds"):
+        if key not in raw:
+            raise ValueError(f"{path}: missing '{key}'")
+    arms = []
+    for i, arm in enumerate(raw["arms"]):
+        if not isinstance(arm, dict) or "name" not in arm or "configs" not in arm:
+            raise ValueError(f"{path}: arm {i} needs 'name' and 'configs'")
+        if set(arm) - ARM_KEYS:
+            raise ValueError(f"{path}: arm '{arm['name']}' has unknown keys {sorted(set(arm) - ARM_KEYS)}")
+        configs = [arm["configs"]] if isinstance(arm["configs"], str) else list(arm["configs"])
+        arms.append(Arm(**{**arm, "configs": configs}))
+    names = [a.name for a in arms]
+    if len(set(names)) != len(names):
+        raise ValueError(f"{path}: duplicate arm names {names}")
+    for arm in arms:
+        if arm.reuse is not None and (arm.reuse not in names or arm.reuse == arm.name):
+            raise ValueError(f"{path}: arm '{arm.name}' reuses '{arm.reuse}', which is not another arm ({names})")
+    if raw.get("reference") is not None and raw["reference"] not in names:
+        raise ValueError(f"{path}: reference '{raw['reference']}' is not an arm ({names})")
+    if not raw["seeds"]:
+        raise ValueError(f"{path}: 'seeds' is empty")
+    experiment = Experiment(**{**raw, "arms": arms, "seeds": [int(s) for s in raw["seeds"]]}, directory=path.parent)
+    for arm in arms:  # fail now, not after an hour of training
+        experiment.data_spec(arm, 0), experiment.edit_spec(arm), experiment.train_settings(arm)
+    return experiment
+
+
+def aggregate(runs: dict[str, dict[int, dict[str, Any]]], reference: str | None = None) -> dict[str, Any]:
+    """``runs[arm][seed]`` = a ``mredit judge eval`` results dict -> per arm, perspective and metric the mean and
+    95% t-interval over seeds; with a reference arm, also the paired differences (arm - reference, same seed)."""
+    summary: dict[str, Any] = {"arms": {}, "differences": {}}
+    for arm, by_seed in runs.items():
+        summary["arms"][arm] = {
+            p: {m: mean_confidence_interval([r["overall"][p][m] for r in by_seed.values()]) for m in METRICS}
+            for p in PERSPECTIVES
+        }
+    if reference is not None and reference in runs:
+        for arm, by_seed in runs.items():
+            shared = sorted(set(by_seed) & set(runs[reference]))
+            if arm == reference or not shared:
+                continue
+            summary["differences"][arm] = {
+                p: {
+                    m: mean_confidence_interval(
+                        [by_seed[s]["overall"][p][m] - runs[reference][s]["overall"][p][m] for s in shared]
+                    )
+                    for m in METRICS
+                }
+                for p in PERSPECTIVES
+            }
+    return summary
+
+
+def results_markdown(experiment: Experiment, summary: dict[str, Any], budget: dict[str, Any]) -> str:
+    lines = [
+        f"Budget: {json.dumps(budget, sort_keys=True)}. Cells: mean ± half-width of the 95% t-interval over seeds "
+        "(yes-rates in %, scores 0-5), judged by the oracle on the clean synthetic test set.",
+        "",
+        format_aggregate_table(summary["arms"]),
+    ]
+    if summary["differences"]:
+        lines += ["", f"Paired differences to `{experiment.reference}` (same seed):", ""]
+        lines.append(format_aggregate_table(summary["differences"]))
+    return "\n".join(lines)
+
+
+def run_experiment(
+    experiment: Experiment,
+    out_dir: str | os.PathLike,
+    results_dir: str | os.PathLike | None = None,
+    log=print,
+) -> dict[str, Any]:
+    """Train, edit and evaluate every (arm, seed), then aggregate into ``<results_dir>/results.json`` and the
+    results block of ``<results_dir>/README.md`` (``results_dir`` defaults to the experiment's directory)."""
+    out_dir = Path(out_dir)
+    arms = {arm.name: arm for arm in experiment.arms}
+    train_jobs, edit_jobs, pending_evals = [], [], []
+    for seed in experiment.seeds:
+        for arm in experiment.arms:
+            trained = arms[arm.reuse] if arm.reuse else arm  # the arm whose model this arm edits with
+            data_spec = experiment.data_spec(trained, seed)
+            data_name = f"n{data_spec.num_train}_r{data_spec.resolution}_c{data_spec.corrupt_rate:g}_s{data_spec.seed}"
+            data = workflow.prepare_data(out_dir / "data" / data_name, data_spec, log=log)
+            spec = TrainSpec(
+                name=f"{trained.name}/seed{seed}",
+                configs=trained.configs,
+                seed=seed,
+                out_dir=out_dir / "runs" / trained.name / f"seed{seed}",
+                reward=trained.reward,
+                overrides=trained.overrides,
+                resolution=data_spec.resolution,
+                **experiment.train_settings(trained),
+            )
+            ckpt, run_dir = workflow.checkpoint_path(spec), out_dir / "runs" / arm.name / f"seed{seed}"
+            if not arm.reuse and not ckpt.exists():
+                train_jobs.append(
+                    Job(
+                        f"train {spec.name}",
+                        workflow.train_command(spec, data.train),
+                        run_dir / "train.log",
+                        run_dir / "progress.json",
+                        spec.max_steps,
+                    )
+                )
+            edits = run_dir / "edits"
+            if not (edits / "done.json").exists():
+                command = workflow.edit_command(ckpt, data.test, edits, experiment.edit_spec(arm))
+                edit_jobs.append(Job(f"edit {arm.name}/seed{seed}", command, run_dir / "edit.log"))
+            pending_evals.append((arm.name, seed, edits, data.test, run_dir / "eval"))
+    if train_jobs:
+        log(f"training {len(train_jobs)} run(s), {experiment.parallel} at a time")
+        workflow.run_jobs(train_jobs, max_parallel=experiment.parallel)
+    if edit_jobs:
+        log(f"editing the test set with {len(edit_jobs)} model(s)")
+        workflow.run_jobs(edit_jobs, max_parallel=experiment.parallel)
+        for _, _, edits, _, _ in pending_evals:
+            (edits / "done.json").write_text("{}")
+    results: dict[str, dict[int, dict[str, Any]]] = {arm.name: {} for arm in experiment.arms}
+    for arm_name, seed, edits, test, eval_dir in pending_evals:
+        done = eval_dir / "results.json"
+        results[arm_name][seed] = (
+            json.loads(done.read_text()) if done.exists() else workflow.evaluate(edits, test, eval_dir)
+        )
+    summary = aggregate(results, experiment.reference)
+    first = experiment.arms[0]
+    budget = {
+        "seeds": experiment.seeds,
+        **experiment.train_settings(first),
+        **dataclasses.asdict(experiment.data_spec(first, 0)),
+    }
+    budget.pop("seed")
+    payload = {
+        "experiment": experiment.name,
+        "budget": budget,
+        **summary,
+        "runs": {arm: {str(s): r["overall"] for s, r in by_seed.items()} for arm, by_seed in results.items()},
+    }
+    results_dir = Path(results_dir or experiment.directory)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    (results_dir / "results.json").write_text(json.dumps(payload, indent=1))
+    readme = results_dir / "README.md"
+    text = readme.read_text() if readme.exists() else f"# {experiment.name}\n"
+    readme.write_text(replace_between_markers(text, results_markdown(experiment, summary, budget)))
+    log(format_aggregate_table(summary["arms"]))
+    return payload
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m mredit.experiments", description=__doc__.split("\n\n")[0])
+    parser.add_argument("experiment", help="experiments/<name> or its config.yaml")
+    parser.add_argument("--out", help="work dir (default runs/experiments/<name>)")
+    parser.add_argument("--results-dir", help="where results.json and README.md go (default: the experiment's dir)")
+    parser.add_argument("--seeds", type=int, nargs="+", help="override the seeds")
+    parser.add_argument("--max-steps", type=int, help="override the training steps of every arm")
+    parser.add_argument("--batch-size", type=int, help="override the batch size of every arm")
+    parser.add_argument("--num-train", type=int, help="override the number of training triplets")
+    parser.add_argument("--num-test", type=int, help="override the number of test edits")
+    parser.add_argument("--edit-steps", type=int, help="override the sampling steps")
+    parser.add_argument("--parallel", type=int, help="runs side by side (one thread each)")
+    args = parser.parse_args(argv)
+    try:
+        experiment = load_experiment(args.experiment)
+        if args.seeds:
+            experiment.seeds = args.seeds
+        if args.parallel:
+            experiment.parallel = args.parallel
+        for section, key, value in (
+            ("train", "max_steps", args.max_steps),
+            ("train", "batch_size", args.batch_size),
+            ("data", "num_train", args.num_train),
+            ("data", "num_test", args.num_test),
+            ("edit", "steps", args.edit_steps),
+        ):
+            if value is not None:
+                getattr(experiment, section)[key] = value
+                for arm in experiment.arms:
+                    getattr(arm, section).pop(key, None)
+        run_experiment(experiment, args.out or Path("runs/experiments") / experiment.name, args.results_dir)
+    except (FileNotFoundError, ValueError, RuntimeError) as e:
+        print(f"mredit.experiments: error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,364 @@
+"""The steps shared by the demo and the experiment runner, each through the project's own CLIs.
+
+data (``mredit data synth`` -> ``mredit judge annotate --judge oracle`` -> ``mredit data convert --rewards``),
+training (``mredit fit``, one process per run, several side by side with a progress bar each), editing the test
+set (``mredit edit --shards``) and evaluation (``mredit judge eval --judge oracle``). Every step skips work whose
+output already exists, so an interrupted demo or experiment resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+
+REWARD_CALLBACK = "mredit.callbacks.reward_conditioning.RewardConditioning"
+CSV_LOGGER = "lightning.pytorch.loggers.CSVLogger"  # loss curves in <run>/lightning_logs, no wandb in the demo
+DONE_MARKER = "done.json"
+
+
+@dataclass
+class DataSpec:
+    """The synthetic train (corrupted, oracle-annotated) and test (clean, balanced) sets."""
+
+    num_train: int = 12000
+    num_test: int = 140
+    resolution: int = 16
+    corrupt_rate: float = 0.5
+    seed: int = 0
+    shard_size: int = 1000
+
+
+@dataclass
+class EditSpec:
+    """How the test set is edited: the paper runs the reward model at its best rewards (5, 5, 5)."""
+
+    steps: int = 25
+    scheduler: str = "ddim"
+    text_scale: float = 1.0  # plain conditional sampling: full IP2P guidance breaks tiny models (tiny-scale notes)
+    image_scale: float = 1.0
+    reward_scale: float = 1.0
+    scores: tuple[float, float, float] = (5.0, 5.0, 5.0)
+    seed: int = 0
+    batch_size: int = 35
+
+
+@dataclass
+class TrainSpec:
+    """One training run: LightningCLI config files plus overrides; ``reward`` holds the RewardConditioning
+    callback options (``None`` trains the no-reward baseline)."""
+
+    name: str
+    configs: list[str]
+    out_dir: Path
+    max_steps: int
+    seed: int = 0
+    batch_size: int | None = None
+    reward: dict[str, Any] | None = None
+    overrides: list[str] = field(default_factory=list)
+    num_workers: int = 1
+    resolution: int | None = None  # the data's side; None keeps the config's
+
+
+@dataclass
+class DataPaths:
+    train: Path
+    test: Path
+
+
+def run_tool(argv: Sequence[str]) -> None:
+    """Run an ``mredit`` tool command in this process; a non-zero exit becomes a RuntimeError."""
+    from mredit.cli import main
+
+    argv = [str(a) for a in argv]
+    code = main(argv)
+    if code:
+        raise RuntimeError(f"'mredit {' '.join(argv)}' failed with exit code {code}")
+
+
+def _done(path: Path, spec: dict[str, Any]) -> bool:
+    marker = path / DONE_MARKER
+    return marker.exists() and json.loads(marker.read_text()) == spec
+
+
+def _mark_done(path: Path, spec: dict[str, Any]) -> None:
+    (path / DONE_MARKER).write_text(json.dumps(spec, indent=1))
+
+
+def prepare_data(out_dir: str | os.PathLike, spec: DataSpec, log=print) -> DataPaths:
+    """Synthesise, annotate with the oracle and join the rewards; cached in ``out_dir`` for the same spec."""
+    out_dir = Path(out_dir)
+    paths = DataPaths(train=out_dir / "train", test=out_dir / "test")
+    settings = asdict(spec)
+    if _done(out_dir, settings):
+        log(f"data: reusing {out_dir}")
+        return paths
+    common = ["--resolution", spec.resolution, "--seed", spec.seed, "--shard-size", spec.shard_size]
+    log(f"data: synthesising {spec.num_train} training triplets ({spec.corrupt_rate:.0%} corrupted)")
+    run_tool(
+        [
+            "data",
+            "synth",
+            "--out",
+            out_dir / "train_raw",
+            "--split",
+            "train",
+            "--num",
+            spec.num_train,
+            "--corrupt-rate",
+            spec.corrupt_rate,
+            *common,
+        ]
+    )
+    log(f"data: synthesising {spec.num_test} clean test edits")
+    run_tool(["data", "synth", "--out", paths.test, "--split", "test", "--num", spec.num_test, *common])
+    log("data: annotating the training rewards with the oracle judge")
+    run_tool(
+        [
+            "judge",
+            "annotate",
+            "--shards",
+            out_dir / "train_raw",
+            "--out",
+            out_dir / "annotations",
+            "--judge",
+            "oracle",
+            "--concurrency",
+            "64",
+        ]
+    )
+    log("data: joining the rewards into the training shards")
+    run_tool(
+        [
+            "data",
+            "convert",
+            "--from",
+            "shards",
+            "--src",
+            out_dir / "train_raw",
+            "--out",
+            paths.train,
+            "--rewards",
+            out_dir / "annotations" / "annotations.jsonl",
+            "--shard-size",
+            spec.shard_size,
+        ]
+    )
+    _mark_done(out_dir, settings)
+    return paths
+
+
+class TrainingMonitor(pl.Callback):
+    """Writes ``{"step", "max_steps", "loss"}`` to a JSON file for the parent's progress bars, and saves the
+    final checkpoint to a known path when training ends."""
+
+    def __init__(self, progress_path: str, checkpoint_path: str, every_n_steps: int = 5) -> None:
+        self.progress_path, self.checkpoint_path, self.every_n_steps = progress_path, checkpoint_path, every_n_steps
+
+    def _write(self, trainer: pl.Trainer, loss: float | None) -> None:
+        tmp = f"{self.progress_path}.tmp"
+        with open(tmp, "w") as f:
+            json.dump({"step": trainer.global_step, "max_steps": trainer.max_steps, "loss": loss}, f)
+        os.replace(tmp, self.progress_path)  # atomic: the parent never reads half a file
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch, batch_idx):
+        if trainer.global_step % self.every_n_steps == 0 and trainer.is_global_zero:
+            loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+            self._write(trainer, float(loss) if loss is not None else None)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        trainer.save_checkpoint(self.checkpoint_path)
+        if trainer.is_global_zero:
+            self._write(trainer, None)
+
+
+def _callback_arg(class_path: str, init_args: dict[str, Any]) -> str:
+    return "--trainer.callbacks+=" + json.dumps({"class_path": class_path, "init_args": init_args})
+
+
+def checkpoint_path(spec: TrainSpec) -> Path:
+    return spec.out_dir / "final.ckpt"
+
+
+def train_command(spec: TrainSpec, train_shards: str | os.PathLike) -> list[str]:
+    """The ``mredit fit`` command line of a run (config files first, the run's own settings last)."""
+    out = spec.out_dir
+    argv = [sys.executable, "-m", "mredit", "fit"]
+    for config in spec.configs:
+        argv += ["--config", str(config)]
+    argv += [
+        f"--seed_everything={spec.seed}",
+        f"--data.train_shards={train_shards}",
+        "--data.val_shards=null",
+        f"--data.num_workers={spec.num_workers}",
+        f"--data.seed={spec.seed}",
+        f"--trainer.max_steps={spec.max_steps}",
+        "--trainer.max_epochs=-1",
+        "--trainer.limit_val_batches=0",
+        "--trainer.enable_progress_bar=false",
+        f"--trainer.default_root_dir={out}",
+        "--trainer.logger=" + json.dumps({"class_path": CSV_LOGGER, "init_args": {"save_dir": str(out)}}),
+    ]
+    if spec.batch_size:
+        argv.append(f"--data.batch_size={spec.batch_size}")
+    if spec.resolution:
+        argv.append(f"--data.resolution={spec.resolution}")
+    if spec.reward is not None:
+        argv.append(_callback_arg(REWARD_CALLBACK, spec.reward))
+    argv += list(spec.overrides)
+    argv.append(
+        _callback_arg(
+            "mredit.workflow.TrainingMonitor",
+            {"progress_path": str(out / "progress.json"), "checkpoint_path": str(checkpoint_path(spec))},
+        )
+    )
+    return argv
+
+
+def edit_command(
+    checkpoint: str | os.PathLike, test_shards: str | os.PathLike, out_dir: str | os.PathLike, spec: EditSpec
+) -> list[str]:
+    """The ``mredit edit`` batch command writing ``<out_dir>/<key>.png`` for every test sample."""
+    return [
+        sys.executable,
+        "-m",
+        "mredit",
+        "edit",
+        "--model",
+        str(checkpoint),
+        "--shards",
+        str(test_shards),
+        "--out-dir",
+        str(out_dir),
+        "--scores",
+        ",".join(f"{s:g}" for s in spec.scores),
+        "--steps",
+        str(spec.steps),
+        "--scheduler",
+        spec.scheduler,
+        "--text-scale",
+        str(spec.text_scale),
+        "--image-scale",
+        str(spec.image_scale),
+        "--reward-scale",
+        str(spec.reward_scale),
+        "--seed",
+        str(spec.seed),
+        "--batch-size",
+        str(spec.batch_size),
+    ]
+
+
+def child_env() -> dict[str, str]:
+    """One thread per process (runs go side by side on the cores), offline logging, unbuffered output."""
+    env = dict(os.environ)
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        env[name] = "1"
+    env.setdefault("WANDB_MODE", "offline")
+    env["TOKENIZERS_PARALLELISM"] = "false"
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+@dataclass
+class Job:
+    """A subprocess with a log file and, optionally, a progress file and its total."""
+
+    name: str
+    argv: list[str]
+    log_path: Path
+    progress_path: Path | None = None
+    total: int | None = None
+
+
+def _read_progress(job: Job) -> tuple[int, float | None]:
+    if job.progress_path is None or not job.progress_path.exists():
+        return 0, None
+    try:
+        state = json.loads(job.progress_path.read_text())
+    except (json.JSONDecodeError, OSError):
+        return 0, None
+    return int(state.get("step", 0)), state.get("loss")
+
+
+def _tail(path: Path, lines: int = 25) -> str:
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else "(no log)"
+
+
+def run_jobs(jobs: Sequence[Job], max_parallel: int = 2, poll_s: float = 1.0) -> None:
+    """Run jobs, ``max_parallel`` at a time, each with one thread, showing a progress bar per job.
+
+    A failed job stops the others and raises RuntimeError with the tail of its log.
+    """
+    from tqdm.auto import tqdm
+
+    pending, running = list(jobs), []
+    bars = {
+        job.name: tqdm(total=job.total, desc=job.name, position=i, unit="step", dynamic_ncols=True)
+        for i, job in enumerate(jobs)
+    }
+    try:
+        while pending or running:
+            while pending and len(running) < max_parallel:
+                job = pending.pop(0)
+                job.log_path.parent.mkdir(parents=True, exist_ok=True)
+                log = open(job.log_path, "w")  # noqa: SIM115 - closed when the process ends
+                running.append(
+                    (job, subprocess.Popen(job.argv, stdout=log, stderr=subprocess.STDOUT, env=child_env()), log)
+                )
+            time.sleep(poll_s)
+            for job, process, log in list(running):
+                step, loss = _read_progress(job)
+                bar = bars[job.name]
+                bar.update(max(step - bar.n, 0))
+                if loss is not None:
+                    bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+                code = process.poll()
+                if code is None:
+                    continue
+                log.close()
+                running.remove((job, process, log))
+                if code != 0:
+                    raise RuntimeError(
+                        f"{job.name} failed (exit code {code}); log {job.log_path}:\n{_tail(job.log_path)}"
+                    )
+                if job.total:
+                    bar.update(job.total - bar.n)
+                bar.close()
+    finally:
+        for _, process, log in running:
+            process.kill()
+            process.wait()
+            log.close()
+        for bar in bars.values():
+            bar.close()
+
+
+def evaluate(edits_dir: str | os.PathLike, test_shards: str | os.PathLike, out_dir: str | os.PathLike) -> dict:
+    """``mredit judge eval`` with the oracle; returns its ``results.json``."""
+    out_dir = Path(out_dir)
+    run_tool(
+        [
+            "judge",
+            "eval",
+            "--edits",
+            edits_dir,
+            "--benchmark",
+            test_shards,
+            "--out",
+            out_dir,
+            "--judge",
+            "oracle",
+            "--concurrency",
+            "64",
+        ]
+    )
+    return json.loads((out_dir / "results.json").read_text())

@@ -1,0 +1,146 @@
+"""The experiment runner's orchestration and aggregation, with the expensive steps replaced by fakes."""
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mredit import experiments, workflow
+from mredit.experiments import aggregate, load_experiment, run_experiment
+
+REPO = Path(__file__).resolve().parents[2]
+PERSPECTIVES = ("following", "preserving", "quality")
+
+
+def _results(value):
+    return {"overall": {p: {"yes_rate": value, "score": 5 * value} for p in PERSPECTIVES}, "per_category": {}}
+
+
+def test_aggregate_means_intervals_and_paired_differences():
+    runs = {"baseline": {0: _results(0.2), 1: _results(0.3), 2: _results(0.4)},
+            "reward": {0: _results(0.5), 1: _results(0.5), 2: _results(0.8)}}  # fmt: skip
+    summary = aggregate(runs, reference="baseline")
+    following = summary["arms"]["reward"]["following"]["yes_rate"]
+    assert following["mean"] == pytest.approx(0.6) and following["n"] == 3
+    lo, hi = following["ci"]
+    assert lo < 0.6 < hi
+    difference = summary["differences"]["reward"]["quality"]["score"]
+    assert difference["mean"] == pytest.approx(5 * (0.6 - 0.3)) and "baseline" not in summary["differences"]
+
+
+def _write_experiment(directory: Path, **extra) -> Path:
+    config = {
+        "name": "toy",
+        "hypothesis": "reward beats baseline",
+        "seeds": [0, 1],
+        "reference": "baseline",
+        "data": {"num_train": 8, "num_test": 7, "resolution": 16},
+        "train": {"max_steps": 2, "batch_size": 4},
+        "arms": [
+            {"name": "baseline", "configs": ["configs/insp2p_tiny.yaml"]},
+            {"name": "reward", "configs": ["configs/insp2p_tiny.yaml"], "reward": {"variant": "paper"}},
+            {"name": "reward_scale_2", "configs": ["configs/insp2p_tiny.yaml"], "reuse": "reward",
+             "edit": {"reward_scale": 2.0}},
+        ],
+        **extra,
+    }  # fmt: skip
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "config.yaml").write_text(yaml.safe_dump(config))
+    (directory / "README.md").write_text("# toy\n\n<!-- results:start -->\nnothing yet\n<!-- results:end -->\n")
+    return directory
+
+
+class FakeWorkflow:
+    """Records what the runner asks for; 'training' writes the checkpoint, 'editing' nothing, eval a score."""
+
+    def __init__(self, monkeypatch):
+        self.data_specs, self.jobs, self.evaluated = [], [], []
+        monkeypatch.setattr(workflow, "prepare_data", self.prepare_data)
+        monkeypatch.setattr(workflow, "run_jobs", self.run_jobs)
+        monkeypatch.setattr(workflow, "evaluate", self.evaluate)
+
+    def prepare_data(self, out_dir, spec, log=print):
+        self.data_specs.append(spec)
+        return workflow.DataPaths(train=Path(out_dir) / "train", test=Path(out_dir) / "test")
+
+    def run_jobs(self, jobs, max_parallel=2):
+        for job in jobs:
+            self.jobs.append(job)
+            if job.name.startswith("train"):
+                ckpt = Path(next(a for a in job.argv if "checkpoint_path" in a).split('"checkpoint_path": "')[1][:-3])
+                ckpt.parent.mkdir(parents=True, exist_ok=True)
+                ckpt.write_text("weights")
+            else:
+                Path(job.argv[job.argv.index("--out-dir") + 1]).mkdir(parents=True, exist_ok=True)
+
+    def evaluate(self, edits_dir, test_shards, out_dir):
+        self.evaluated.append(Path(edits_dir))
+        arm, seed = Path(edits_dir).parts[-3], int(Path(edits_dir).parts[-2].removeprefix("seed"))
+        value = {"baseline": 0.2, "reward": 0.5, "reward_scale_2": 0.6}[arm] + 0.01 * seed
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        (Path(out_dir) / "results.json").write_text(json.dumps(_results(value)))
+        return _results(value)
+
+
+def test_runner_trains_each_arm_once_per_seed_and_writes_results(tmp_path, monkeypatch):
+    fake = FakeWorkflow(monkeypatch)
+    experiment = load_experiment(_write_experiment(tmp_path / "exp"))
+    payload = run_experiment(experiment, tmp_path / "work", log=lambda *_: None)
+
+    trains = [j for j in fake.jobs if j.name.startswith("train")]
+    edits = [j for j in fake.jobs if j.name.startswith("edit")]
+    assert sorted(j.name for j in trains) == ["train baseline/seed0", "train baseline/seed1", "train reward/seed0",
+                                              "train reward/seed1"]  # fmt: skip
+    assert len(edits) == 6 and len(fake.evaluated) == 6
+    reuse = next(j for j in edits if j.name == "edit reward_scale_2/seed1")
+    assert str(tmp_path / "work/runs/reward/seed1/final.ckpt") in reuse.argv  # the reused arm's model
+    assert reuse.argv[reuse.argv.index("--reward-scale") + 1] == "2.0"
+    reward_train = next(j for j in trains if j.name == "train reward/seed1")
+    assert "--seed_everything=1" in reward_train.argv and "--trainer.max_steps=2" in reward_train.argv
+    assert any("RewardConditioning" in a and '"variant": "paper"' in a for a in reward_train.argv)
+    baseline_train = next(j for j in trains if j.name == "train baseline/seed0")
+    assert not any("RewardConditioning" in a for a in baseline_train.argv)
+    assert [s.seed for s in fake.data_specs[::3]] == [0, 1]  # seed s draws its data with data.seed + s
+
+    assert payload["arms"]["reward"]["following"]["yes_rate"]["mean"] == pytest.approx(0.505)
+    assert payload["differences"]["reward"]["following"]["yes_rate"]["mean"] == pytest.approx(0.3)
+    assert json.loads((tmp_path / "exp" / "results.json").read_text())["runs"]["baseline"]["1"]
+    readme = (tmp_path / "exp" / "README.md").read_text()
+    assert "nothing yet" not in readme and "| reward | 2 | 50.5 ± " in readme and "Paired differences" in readme
+
+    fake.jobs.clear(), fake.evaluated.clear()
+    run_experiment(experiment, tmp_path / "work", log=lambda *_: None)  # everything cached: nothing re-runs
+    assert fake.jobs == [] and fake.evaluated == []
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"reference": "nope"}, "reference 'nope'"),
+        ({"color": 1}, "unknown keys"),
+        ({"seeds": []}, "'seeds' is empty"),
+        ({"data": {"num_trian": 3}}, "unknown keys \\['num_trian'\\]"),
+    ],
+)
+def test_bad_configs_fail_with_a_clear_message(tmp_path, extra, message):
+    with pytest.raises(ValueError, match=message):
+        load_experiment(_write_experiment(tmp_path, **extra))
+    with pytest.raises(FileNotFoundError, match="experiment config not found"):
+        load_experiment(tmp_path / "missing")
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "experiments").glob("*/config.yaml")), ids=lambda p: p.parent.name)
+def test_shipped_experiments_are_valid(path):
+    experiment = load_experiment(path)
+    assert len(experiment.seeds) >= 3 and experiment.hypothesis
+    for arm in experiment.arms:
+        for config in arm.configs:
+            assert (REPO / config).exists(), f"{arm.name}: {config} does not exist"
+    readme = (path.parent / "README.md").read_text()
+    assert "<!-- results:start -->" in readme and "python -m mredit.experiments" in readme
+
+
+def test_cli_reports_errors_in_one_line(tmp_path, capsys):
+    assert experiments.main([str(tmp_path / "missing")]) == 1
+    assert "experiment config not found" in capsys.readouterr().err
