@@ -214,7 +214,7 @@ def run_experiment(
                 )
             edits = run_dir / "edits"
             if not (edits / "done.json").exists():
-                command = workflow.edit_command(ckpt, data.test, edits, experiment.edit_spec(arm))
+                command = workflow.edit_command(ckpt, data.test, edits, experiment.edit_spec(arm), data_spec.resolution)
                 edit_jobs.append(Job(f"edit {arm.name}/seed{seed}", command, run_dir / "edit.log"))
             pending_evals.append((arm.name, seed, edits, data.test, run_dir / "eval"))
     if train_jobs:

@@ -48,7 +48,6 @@ class EditSpec:
     reward_scale: float = 1.0
     scores: tuple[float, float, float] = (5.0, 5.0, 5.0)
     seed: int = 0
-    batch_size: int = 35
 
 
 @dataclass
@@ -79,7 +78,10 @@ def run_tool(argv: Sequence[str]) -> None:
     from mredit.cli import main
 
     argv = [str(a) for a in argv]
-    code = main(argv)
+    try:
+        code = main(argv)
+    except SystemExit as e:  # argparse exits on a bad command line
+        code = e.code
     if code:
         raise RuntimeError(f"'mredit {' '.join(argv)}' failed with exit code {code}")
 
@@ -224,37 +226,28 @@ def train_command(spec: TrainSpec, train_shards: str | os.PathLike) -> list[str]
 
 
 def edit_command(
-    checkpoint: str | os.PathLike, test_shards: str | os.PathLike, out_dir: str | os.PathLike, spec: EditSpec
+    checkpoint: str | os.PathLike,
+    test_shards: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    spec: EditSpec,
+    resolution: int,
 ) -> list[str]:
-    """The ``mredit edit`` batch command writing ``<out_dir>/<key>.png`` for every test sample."""
-    return [
-        sys.executable,
-        "-m",
-        "mredit",
-        "edit",
-        "--model",
-        str(checkpoint),
-        "--shards",
-        str(test_shards),
-        "--out-dir",
-        str(out_dir),
-        "--scores",
-        ",".join(f"{s:g}" for s in spec.scores),
-        "--steps",
-        str(spec.steps),
-        "--scheduler",
-        spec.scheduler,
-        "--text-scale",
-        str(spec.text_scale),
-        "--image-scale",
-        str(spec.image_scale),
-        "--reward-scale",
-        str(spec.reward_scale),
-        "--seed",
-        str(spec.seed),
-        "--batch-size",
-        str(spec.batch_size),
-    ]
+    """The ``mredit edit --shards`` command writing ``<out_dir>/<key>.png`` for every test sample at the data's
+    resolution (the CLI's default, 512, is for real photos)."""
+    options = {
+        "--model": checkpoint,
+        "--shards": test_shards,
+        "--out-dir": out_dir,
+        "--resolution": resolution,
+        "--scores": ",".join(f"{s:g}" for s in spec.scores),
+        "--steps": spec.steps,
+        "--scheduler": spec.scheduler,
+        "--text-scale": spec.text_scale,
+        "--image-scale": spec.image_scale,
+        "--reward-scale": spec.reward_scale,
+        "--seed": spec.seed,
+    }
+    return [sys.executable, "-m", "mredit", "edit", *(str(part) for item in options.items() for part in item)]
 
 
 def child_env() -> dict[str, str]:
