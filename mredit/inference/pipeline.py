@@ -25,6 +25,7 @@ from diffusers.image_processor import VaeImageProcessor
 from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
 
+from mredit import schema
 from mredit.conditioning.base import FeedbackEmbedding, RewardConditioner
 from mredit.conditioning.feedback import FEEDBACK_SEPARATOR, encode_feedback
 from mredit.inference.sizing import size_multiple
@@ -35,8 +36,9 @@ SCHEDULERS = {
     "dpmpp": (DPMSolverMultistepScheduler, {"algorithm_type": "dpmsolver++"}),
 }
 BEST_SCORES = (5.0, 5.0, 5.0)
-# one "None" per perspective; joined with "; " this is the official eval's "None; None; None"
-NO_FAILURE = ("None", "None", "None")
+# the training data's no-failure text per perspective ("None"); joined with "; " it is the official eval's
+# "None; None; None"
+NO_FAILURE = (schema.NO_FAILURE,) * len(schema.PERSPECTIVES)
 
 
 def build_scheduler(name: str, base_config: dict):
@@ -44,7 +46,10 @@ def build_scheduler(name: str, base_config: dict):
     if name not in SCHEDULERS:
         raise ValueError(f"unknown scheduler {name!r}: choose one of {', '.join(SCHEDULERS)}")
     cls, overrides = SCHEDULERS[name]
-    return cls.from_config(base_config, **overrides)
+    # an in-memory config lists the fields its scheduler left at default; dropping that list makes a live
+    # training scheduler and its saved scheduler_config.json give the same inference scheduler
+    config = {k: v for k, v in dict(base_config).items() if k != "_use_default_values"}
+    return cls.from_config(config, **overrides)
 
 
 def warn_if_truncated(tokenizer, texts: list[str], what: str) -> None:

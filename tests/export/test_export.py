@@ -1,0 +1,61 @@
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "inference"))
+from trained import train_checkpoint  # noqa: E402
+
+from mredit.cli import main  # noqa: E402
+from mredit.export.export import load_module_from_checkpoint  # noqa: E402
+from mredit.inference.pipeline import RewardEditPipeline  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.ckpt"
+    train_checkpoint(path)
+    return path
+
+
+def test_export_cli_writes_ema_weights(checkpoint, tmp_path) -> None:
+    assert main(["export", "--ckpt", str(checkpoint), "--out", str(tmp_path / "ema")]) == 0
+    assert main(["export", "--ckpt", str(checkpoint), "--out", str(tmp_path / "raw"), "--no-ema"]) == 0
+    index = json.loads((tmp_path / "ema" / "model_index.json").read_text())
+    assert index["vae"] == ["mredit.models.pixel_autoencoder", "PixelShuffleAutoencoder"]
+    assert index["conditioner"] == ["mredit.conditioning.official", "OfficialRewardConditioner"]
+    module = load_module_from_checkpoint(checkpoint)
+    raw = {k: v.clone() for k, v in module.unet.state_dict().items()}
+    with module.ema_weights():
+        ema = {k: v.clone() for k, v in module.unet.state_dict().items()}
+    exported_ema = load_file(str(tmp_path / "ema" / "unet" / "diffusion_pytorch_model.safetensors"))
+    exported_raw = load_file(str(tmp_path / "raw" / "unet" / "diffusion_pytorch_model.safetensors"))
+    assert all(torch.equal(exported_ema[k], ema[k]) for k in ema)
+    assert all(torch.equal(exported_raw[k], raw[k]) for k in raw)
+    assert any(not torch.equal(ema[k], raw[k]) for k in raw)
+
+
+def test_exported_folder_and_checkpoint_edit_alike(checkpoint, tmp_path) -> None:
+    out = tmp_path / "export"
+    assert main(["export", "--ckpt", str(checkpoint), "--out", str(out)]) == 0
+    module = load_module_from_checkpoint(checkpoint)
+    image = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(3)) * 2 - 1
+    opts = dict(num_inference_steps=2, output_type="pt")
+    with module.ema_weights():
+        from_ckpt = RewardEditPipeline.from_module(module)(
+            image, "x", generator=torch.Generator().manual_seed(1), **opts
+        )
+    exported = RewardEditPipeline.from_pretrained(out)(image, "x", generator=torch.Generator().manual_seed(1), **opts)
+    assert torch.allclose(from_ckpt, exported, atol=1e-6)
+
+
+def test_export_errors(checkpoint, tmp_path, capsys) -> None:
+    assert main(["export", "--ckpt", str(tmp_path / "missing.ckpt"), "--out", str(tmp_path / "o")]) == 1
+    assert "checkpoint not found" in capsys.readouterr().err
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "file").write_text("x")
+    assert main(["export", "--ckpt", str(checkpoint), "--out", str(tmp_path / "busy")]) == 1
+    assert "not empty" in capsys.readouterr().err
