@@ -20,7 +20,7 @@ def mentions_side(instruction: str) -> bool:
 
 def image_to_tensor(image: Image.Image) -> torch.Tensor:
     """RGB PIL image -> float tensor ``[3, H, W]`` in ``[-1, 1]``."""
-    array = np.array(image.convert("RGB"), dtype=np.uint8)  # a writable copy: torch wants one
+    array = np.array(image if image.mode == "RGB" else image.convert("RGB"), dtype=np.uint8)  # writable copy
     return torch.from_numpy(array).permute(2, 0, 1).float().div_(127.5).sub_(1.0)
 
 
@@ -47,23 +47,29 @@ class PairedTransform:
         self, source: Image.Image, target: Image.Image, instruction: str, rng: random.Random | None = None
     ) -> tuple[Image.Image, Image.Image]:
         rng = rng or random.Random(0)
-        if target.size != source.size:
-            target = target.resize(source.size, Image.Resampling.BICUBIC)
         width, height = source.size
         scale = self.resolution / min(width, height)
         size = (max(self.resolution, round(width * scale)), max(self.resolution, round(height * scale)))
-        if size != source.size:
-            source = source.resize(size, Image.Resampling.BICUBIC, reducing_gap=3.0)
-            target = target.resize(size, Image.Resampling.BICUBIC, reducing_gap=3.0)
         spare_x, spare_y = size[0] - self.resolution, size[1] - self.resolution
         if self.random_crop:
             left, top = rng.randint(0, spare_x), rng.randint(0, spare_y)
         else:
             left, top = spare_x // 2, spare_y // 2
-        if spare_x or spare_y:
-            box = (left, top, left + self.resolution, top + self.resolution)
-            source, target = source.crop(box), target.crop(box)
+        # The crop in source pixels; the target's box is the same region in its own pixels (it may be another size).
+        sx, sy = size[0] / width, size[1] / height
+        box = (left / sx, top / sy, (left + self.resolution) / sx, (top + self.resolution) / sy)
+        tx, ty = target.width / width, target.height / height
+        target_box = (box[0] * tx, box[1] * ty, box[2] * tx, box[3] * ty)
+        source, target = self._region(source, box), self._region(target, target_box)
         if self.random_flip and not mentions_side(instruction) and rng.random() < 0.5:
             source = source.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
             target = target.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
         return source, target
+
+    def _region(self, image: Image.Image, box: tuple[float, float, float, float]) -> Image.Image:
+        """``box`` of ``image`` at ``resolution x resolution``: a plain crop when no scaling is needed."""
+        square = (self.resolution, self.resolution)
+        if all(float(v).is_integer() for v in box) and (box[2] - box[0], box[3] - box[1]) == square:
+            return image if box == (0, 0, *image.size) else image.crop(tuple(int(v) for v in box))
+        # antialiased bilinear on the cropped region only, like the diffusers InstructPix2Pix training script
+        return image.resize(square, Image.Resampling.BILINEAR, box=box)

@@ -60,6 +60,17 @@ def test_resize_short_side_and_center_crop() -> None:
     assert abs(int(np.asarray(out_source)[8, 8, 0]) - 32) <= 2  # the center column of the source
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_resized_pairs_stay_aligned(seed: int) -> None:
+    source = _coordinate_image(60, 40)
+    target = _inverted(source).resize((120, 80), Image.Resampling.NEAREST)  # same content at twice the size
+    out_source, out_target = PairedTransform(20, random_crop=True, random_flip=True)(
+        source, target, "add a hat", random.Random(seed)
+    )
+    difference = (255 - np.asarray(out_source).astype(int)) - np.asarray(out_target).astype(int)
+    assert out_source.size == out_target.size == (20, 20) and np.abs(difference).max() <= 2
+
+
 def test_tensor_round_trip_range() -> None:
     image = _coordinate_image(8, 8)
     tensor = image_to_tensor(image)
