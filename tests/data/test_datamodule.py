@@ -164,3 +164,14 @@ def test_rank_and_epoch_come_from_the_attached_trainer(shard_dir: Path, monkeypa
         seen += [k for batch in loader for k in batch["key"]]
         assert loader.dataset.epoch == 4 and loader.dataset.rank == rank
     assert sorted(seen) == [f"s{i:04d}" for i in range(24)]
+
+
+def test_trainer_predict_sees_every_sample(tmp_path: Path, shard_dir: Path) -> None:
+    class KeysModel(_TinyModel):
+        def predict_step(self, batch, batch_idx):
+            return batch["key"]
+
+    dm = EditDataModule(predict_shards=str(shard_dir), batch_size=5, num_workers=0, resolution=16)
+    trainer = pl.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+    predictions = trainer.predict(KeysModel(), datamodule=dm)
+    assert [k for keys in predictions for k in keys] == [f"s{i:04d}" for i in range(24)]
