@@ -12,10 +12,10 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import itertools
 import logging
 import shlex
 import sys
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -47,34 +47,37 @@ def convert(
     joiner = RewardJoiner(load_rewards(rewards)) if rewards else None
     records = reader_for(fmt)(src, seeds=seeds)
     bad: list[dict[str, str]] = []
-    bad_reasons: Counter = Counter()
     provenance: dict[str, Any] = {
         "command": command or "mredit data convert",
         "source": {"format": fmt, "src": resolved_src, **({"seeds": seeds} if fmt == "ip2p-folder" else {})},
     }
-    with ShardSetWriter(out, prefix=prefix, shard_size=shard_size, image_format=image_format) as writer:
-        for record in records:
-            if isinstance(record, BadRecord):
-                log.warning("skipping source record '%s': %s", record.key, record.reason)
-                bad.append({"key": record.key, "reason": record.reason})
-                bad_reasons[record.reason.split(":")[0][:60]] += 1
-                continue
-            sample = joiner.join(record) if joiner else record
-            try:
-                writer.write(sample)
-            except ValueError as e:  # a duplicate key: report, do not stop
-                bad.append({"key": sample.key, "reason": str(e)})
-                bad_reasons["duplicate key"] += 1
-            if limit is not None and writer.num_samples >= limit:
-                break
-        provenance["skipped_source_records"] = {"count": len(bad), "records": bad}
-        if joiner is not None:
-            provenance["rewards"] = joiner.report()
-        writer.provenance.update(provenance)
+    first = next(records, None)  # opens the source: a missing path fails here, before anything is written
+    try:
+        with ShardSetWriter(out, prefix=prefix, shard_size=shard_size, image_format=image_format) as writer:
+            for record in itertools.chain([first] if first is not None else [], records):
+                if isinstance(record, BadRecord):
+                    log.warning("skipping source record '%s': %s", record.key, record.reason)
+                    bad.append({"key": record.key, "reason": record.reason})
+                    continue
+                sample = joiner.join(record) if joiner else record
+                try:
+                    writer.write(sample)
+                except ValueError as e:  # a duplicate key: report, do not stop
+                    bad.append({"key": sample.key, "reason": str(e)})
+                if limit is not None and writer.num_samples >= limit:
+                    break
+            provenance["skipped_source_records"] = {"count": len(bad), "records": bad}
+            if joiner is not None:
+                provenance["rewards"] = joiner.report()
+            writer.provenance.update(provenance)
+    except BaseException:
+        (out / MANIFEST_NAME).unlink(missing_ok=True)  # no manifest: the partial output is not a shard set
+        raise
     manifest = read_manifest(out)
     if manifest["num_samples"] == 0:
-        first = f" (first problem: {bad[0]['key']}: {bad[0]['reason']})" if bad else ""
-        raise ValueError(f"no usable samples in {', '.join(src)}: {len(bad)} records skipped{first}")
+        (out / MANIFEST_NAME).unlink()
+        hint = f" (first problem: {bad[0]['key']}: {bad[0]['reason']})" if bad else ""
+        raise ValueError(f"no usable samples in {', '.join(src)}: {len(bad)} records skipped{hint}")
     return manifest
 
 

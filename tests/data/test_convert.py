@@ -149,3 +149,13 @@ def test_missing_rewards_file_is_a_one_line_error(tmp_path: Path, shard_dir: Pat
     argv = ["data", "convert", "--from", "shards", "--src", str(shard_dir), "--out", str(tmp_path / "o")]
     assert main([*argv, "--rewards", str(tmp_path / "none.json")]) == 1
     assert "rewards file not found" in capsys.readouterr().err
+
+
+def test_failed_conversion_leaves_no_manifest(tmp_path: Path, ip2p_folder: Path, capsys) -> None:
+    out = tmp_path / "o"
+    argv = ["data", "convert", "--from", "ip2p-folder", "--src", str(ip2p_folder), str(tmp_path / "gone")]
+    assert main([*argv, "--out", str(out)]) == 1
+    assert "ip2p folder not found" in capsys.readouterr().err and not out.exists()
+    (ip2p_folder / "seeds.json").write_text(json.dumps([["broken", [7]]]))  # only unusable records
+    assert main(["data", "convert", "--from", "ip2p-folder", "--src", str(ip2p_folder), "--out", str(out)]) == 1
+    assert "no usable samples" in capsys.readouterr().err and not (out / "manifest.json").exists()

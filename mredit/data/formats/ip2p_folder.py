@@ -15,6 +15,8 @@ from mredit.schema import EditSample, SampleError, decode_image
 
 
 def read_seeds(root: Path) -> list[tuple[str, list[int]]]:
+    if not root.is_dir():
+        raise FileNotFoundError(f"ip2p folder not found: {root}")
     path = root / "seeds.json"
     if not path.is_file():
         raise FileNotFoundError(f"no seeds.json in {root} (expected the InstructPix2Pix folder layout)")
@@ -29,10 +31,10 @@ def read_ip2p_folder(src: list[str], seeds: str = "first", **_: object) -> Itera
     """Yield one sample per directory (``seeds="first"``, key ``<dir>``) or per seed (``"all"``, ``<dir>_<seed>``)."""
     if seeds not in ("first", "all"):
         raise ValueError(f"--seeds must be 'first' or 'all', got {seeds!r}")
-    for root in map(Path, src):
-        if not root.is_dir():
-            raise FileNotFoundError(f"ip2p folder not found: {root}")
-        for dir_name, dir_seeds in read_seeds(root):
+    roots = [Path(root) for root in src]
+    listings = [read_seeds(root) for root in roots]  # check every root before yielding anything
+    for root, listing in zip(roots, listings):
+        for dir_name, dir_seeds in listing:
             chosen = dir_seeds[:1] if seeds == "first" else dir_seeds
             if not chosen:
                 yield BadRecord(dir_name, "no seeds listed")
