@@ -98,7 +98,7 @@ def resolve_shards(spec: str | list[str] | tuple[str, ...]) -> list[str]:
         if not item:
             continue
         if item.startswith(_REMOTE_PREFIXES):
-            urls.extend(braceexpand.braceexpand(item) if not item.startswith("pipe:") else [item])
+            urls.extend(braceexpand.braceexpand(item))  # like WebDataset, pipe: commands are brace-expanded too
             continue
         path = Path(item)
         if path.is_dir():

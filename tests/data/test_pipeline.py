@@ -36,7 +36,9 @@ def test_resolve_shards_forms(shard_dir: Path) -> None:
     assert len(from_dir) == 8
     assert resolve_shards(str(shard_dir / "shard-{000000..000007}.tar")) == from_dir
     assert resolve_shards(from_dir[:2]) == from_dir[:2]
-    assert resolve_shards(f"pipe:cat {from_dir[0]}") == [f"pipe:cat {from_dir[0]}"]
+    piped = resolve_shards(f"pipe:cat {shard_dir}/shard-{{000000..000001}}.tar")
+    assert piped == [f"pipe:cat {path}" for path in from_dir[:2]]
+    assert [s["__key__"] for s in iter_raw_samples(piped)] == [f"s{i:04d}" for i in range(6)]
 
 
 def test_resolve_shards_errors(tmp_path: Path) -> None:
