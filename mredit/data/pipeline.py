@@ -40,11 +40,9 @@ SKIP_REASONS: tuple[str, ...] = (
 _REMOTE_PREFIXES = ("pipe:", "http://", "https://", "s3://", "gs://", "hf://")
 
 
-def classify_skip(error: Exception) -> str:
-    """Map a decoding error to one of ``SKIP_REASONS`` (the counters are per reason)."""
+def classify_skip(error: SampleError) -> str:
+    """Map a decoding error (its message names the member and problem) to one of ``SKIP_REASONS``."""
     message = str(error)
-    if not isinstance(error, SampleError):
-        return "unreadable_shard" if "tar" in message.lower() or isinstance(error, OSError) else "other"
     if "not a readable image" in message:
         return "unreadable_image"
     if "missing member" in message:
@@ -78,10 +76,6 @@ class SkipCounter:
     @property
     def total(self) -> int:
         return sum(self.counts().values())
-
-    def reset(self) -> None:
-        with self._array.get_lock():
-            self._array[:] = [0] * len(SKIP_REASONS)
 
 
 def resolve_shards(spec: str | list[str] | tuple[str, ...]) -> list[str]:
