@@ -200,19 +200,16 @@ class EditDataModule(pl.LightningDataModule):
         self._warn_uneven_split()
 
     def _warn_uneven_split(self) -> None:
+        """Unequal shard counts per rank mean unequal batch counts, which can hang DDP collectives."""
         _, world_size = self.rank_info()
-        parts = world_size * max(1, self.num_workers)
         for split, shards in self.shards.items():
-            if split == "train" and self.resampled:
-                continue
-            if len(shards) % parts:
+            if world_size > 1 and len(shards) % world_size and not (split == "train" and self.resampled):
                 log.warning(
-                    "%s: %d shards do not divide evenly over %d ranks x %d workers; ranks get unequal sample counts"
-                    " (use resampled=True with samples_per_epoch for training, or re-shard)",
+                    "%s: %d shards do not divide evenly over %d ranks; ranks get unequal sample counts"
+                    " (use resampled=True with samples_per_epoch for training, val_samples for validation, or re-shard)",
                     split,
                     len(shards),
                     world_size,
-                    max(1, self.num_workers),
                 )
 
     def rank_info(self) -> tuple[int, int]:
