@@ -205,8 +205,8 @@ class EditDataModule(pl.LightningDataModule):
         for split, shards in self.shards.items():
             if world_size > 1 and len(shards) % world_size and not (split == "train" and self.resampled):
                 log.warning(
-                    "%s: %d shards do not divide evenly over %d ranks; ranks get unequal sample counts"
-                    " (use resampled=True with samples_per_epoch for training, val_samples for validation, or re-shard)",
+                    "%s: %d shards do not divide evenly over %d ranks; ranks get unequal sample counts (use"
+                    " resampled=True with samples_per_epoch for training, val_samples for validation, or re-shard)",
                     split,
                     len(shards),
                     world_size,

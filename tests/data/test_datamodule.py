@@ -175,3 +175,10 @@ def test_trainer_predict_sees_every_sample(tmp_path: Path, shard_dir: Path) -> N
     trainer = pl.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
     predictions = trainer.predict(KeysModel(), datamodule=dm)
     assert [k for keys in predictions for k in keys] == [f"s{i:04d}" for i in range(24)]
+
+
+def test_uneven_rank_split_warns(make_shards, tmp_path: Path, monkeypatch, caplog) -> None:
+    shards = make_shards(tmp_path / "odd", num_samples=9, shard_size=3)  # 3 shards over 2 ranks
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    _datamodule(str(shards)).setup("fit")
+    assert "3 shards do not divide evenly over 2 ranks" in caplog.text
