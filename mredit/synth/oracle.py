@@ -1,0 +1,355 @@
+"""The oracle judge: exact scores for any edit of a synthetic scene, from its ``meta.json``.
+
+It re-renders the exact answer and measures the edited image against it (after resizing to the scene's
+resolution and a 3x3 median filter on every image, so specks and pixel noise do not count as content):
+
+- following: inside the (eroded) edit mask, the mean per-pixel progress from the source towards the answer;
+- preserving: outside it, the largest colour change of any region (each untouched object, the background),
+  region means compared to the answer's; for whole-image edits (global, style) where every colour changes,
+  whether each region of the answer's layout is still one homogeneous region;
+- quality: pixel noise and specks (the median-filter residual beyond the answer's own), blur (edge
+  sharpness relative to the answer's), blocking (the share of gradient on the 8x8-grid block borders).
+
+Each measure maps linearly to 0-5 between a tolerance (5) and a failure level (0); scores are rounded to
+0.5, the verdict is yes when the score is at least 3.5, and the feedback names the failure or is "None".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from mredit.judge.base import Judge, Judgement, JudgeRequest, JudgeResult, PerspectiveJudgement
+from mredit.schema import NO_FAILURE
+from mredit.synth.edits import WHOLE_IMAGE_CATEGORIES, Edit, answer_scene, render_edit
+from mredit.synth.filters import dilate, erode, local_range, median3, shifted_stack
+from mredit.synth.scene import (
+    Scene,
+    background_period,
+    color_rgb,
+    nearest_color,
+    pattern_fill,
+    quantize,
+    render_layers,
+)
+
+PROMPT_VERSION = "oracle-v1"
+VERDICT_THRESHOLD = 3.5
+
+
+@dataclass(frozen=True)
+class Band:
+    """A measure's tolerance (score 5 at or below) and failure level (score 0 at or above)."""
+
+    tolerance: float
+    failure: float
+
+    def score(self, value: float) -> float:
+        frac = (self.failure - value) / (self.failure - self.tolerance)
+        return float(np.round(2 * 5.0 * np.clip(frac, 0.0, 1.0)) / 2)
+
+
+@dataclass(frozen=True)
+class OracleBands:
+    following: Band = Band(0.1, 0.7)  # 1 - mean progress inside the edit
+    preserving: Band = Band(0.08, 0.4)  # largest region colour change outside the edit
+    layout: Band = Band(0.01, 0.1)  # whole-image edits: share of pixels off their layout region's colour
+    noise: Band = Band(0.03, 0.15)  # median residual of the median filter beyond the answer's
+    specks: Band = Band(0.006, 0.04)  # fraction of pixels that are isolated specks
+    blur: Band = Band(0.1, 0.6)  # relative loss of edge sharpness
+    blocking: Band = Band(0.1, 0.6)  # share of the in-block detail lost
+
+
+def image_array(image: Image.Image | np.ndarray, resolution: int) -> np.ndarray:
+    """RGB float32 [R, R, 3] in [0, 1], resized (area averaging) when the size differs."""
+    if isinstance(image, np.ndarray):
+        image = Image.fromarray(np.clip(np.rint(image * 255), 0, 255).astype(np.uint8))
+    image = image.convert("RGB")
+    if image.size != (resolution, resolution):
+        image = image.resize((resolution, resolution), Image.Resampling.BOX)
+    return np.asarray(image, dtype=np.float32) / 255.0
+
+
+def _interior(mask: np.ndarray, radius: int, min_pixels: int = 3) -> np.ndarray:
+    """The mask shrunk by ``radius`` px, or less when that would leave fewer than ``min_pixels``."""
+    for r in range(radius, -1, -1):
+        core = erode(mask, r)
+        if core.sum() >= min_pixels:
+            return core
+    return mask.astype(bool)
+
+
+def _isolated(image: np.ndarray) -> np.ndarray:
+    """Pixels with at most 3 look-alikes in their 5x5 window: specks, unlike the pixels along an edge."""
+    similar = (np.abs(shifted_stack(image, 2) - image).max(-1) < 0.1).sum(0)
+    return similar <= 4  # itself included
+
+
+def _sharpness(image: np.ndarray) -> float:
+    """Steepest neighbour step over the 3x3 range, on edge pixels: 1 for crisp edges, lower when blurred."""
+    dx = np.abs(np.diff(image, axis=1, append=image[:, -1:])).max(-1)
+    dy = np.abs(np.diff(image, axis=0, append=image[-1:])).max(-1)
+    steep = np.maximum(dx, dy)
+    steep = np.maximum.reduce([np.roll(steep, s, axis=a) for a in (0, 1) for s in (-1, 0, 1)])
+    spread = local_range(image)
+    edges = spread > 0.1
+    return float(steep[edges].sum() / spread[edges].sum()) if edges.any() else 1.0
+
+
+def _block_deviations(image: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per aligned block: its mean colour [nb, nb, 3] and its pixels' deviations from it [nb, nb, block^2 * 3]."""
+    n = image.shape[0] // block * block
+    tiles = image[:n, :n].reshape(n // block, block, n // block, block, 3).transpose(0, 2, 1, 3, 4)
+    means = tiles.mean(axis=(2, 3))
+    deviations = (tiles - means[:, :, None, None]).reshape(n // block, n // block, -1)
+    return means, deviations
+
+
+def _blockiness(out: np.ndarray, ans: np.ndarray, src: np.ndarray, block: int) -> float:
+    """Share of in-block detail lost, over blocks whose content is unchanged from the answer (or the source).
+
+    Flattening a block keeps its mean and scales its deviations from the mean; a content change (an edit done
+    or not, a moved object) does neither, so only blocks with the same mean and proportional deviations are
+    compared, and content changes never look like compression artifacts.
+    """
+    m_out, d_out = _block_deviations(out, block)
+    lost, kept = 0.0, 0.0
+    seen = np.zeros(m_out.shape[:2], bool)
+    for reference in (ans, src):
+        m_ref, d_ref = _block_deviations(reference, block)
+        norm_ref, norm_out = np.linalg.norm(d_ref, axis=-1), np.linalg.norm(d_out, axis=-1)
+        cosine = (d_out * d_ref).sum(-1) / np.maximum(norm_ref * norm_out, 1e-6)
+        # real detail (rms deviation > 0.1), not an anti-aliased fringe whose colour may legitimately change
+        detailed = norm_ref > 0.1 * np.sqrt(d_ref.shape[-1])
+        same = (np.abs(m_out - m_ref).max(-1) < 0.008) & (cosine > 0.9) & detailed & ~seen
+        kept, lost = kept + norm_out[same].sum(), lost + norm_ref[same].sum()
+        seen |= same
+    return 1.0 - min(1.0, float(kept / lost)) if lost > 0 else 0.0
+
+
+class OracleJudge(Judge):
+    """Scores edits of synthetic scenes exactly (see the module docstring). Deterministic, no I/O."""
+
+    def __init__(self, resolution: int | None = None, bands: OracleBands | None = None) -> None:
+        self.resolution = resolution  # only reported in the fingerprint; scenes carry their own resolution
+        self.bands = bands or OracleBands()
+
+    @property
+    def fingerprint(self) -> dict[str, Any]:
+        return {
+            "provider": "oracle",
+            "model": "synthetic-oracle",
+            "prompt_version": PROMPT_VERSION,
+            "image_size": self.resolution,
+        }
+
+    async def judge(self, request: JudgeRequest) -> JudgeResult:
+        try:
+            judgement = self.score(request.source, request.instruction, request.edited, request.meta)
+        except ValueError as e:
+            return JudgeResult(request.key, "invalid", error=str(e))
+        return JudgeResult(request.key, "ok", judgement=judgement)
+
+    def score(
+        self, source: Image.Image | np.ndarray | None, instruction: str, edited: Image.Image | np.ndarray, meta: dict
+    ) -> Judgement:
+        """Score ``edited`` against the exact answer of ``meta``'s scene and edit; ValueError if meta is unusable.
+
+        ``source`` and ``instruction`` are accepted for the Judge interface; the oracle re-renders the source.
+        """
+        scene, edit = parse_meta(meta)
+        res = scene.resolution
+        src, ans, mask = render_edit(scene, edit)
+        src, ans = quantize(src), quantize(ans)
+        out = image_array(edited, res)
+        src_f, ans_f, out_f = median3(src), median3(ans), median3(out)
+        erosion = max(1, round(res / 32))
+        return Judgement(
+            self._following(scene, edit, src_f, ans_f, out_f, mask, erosion),
+            self._preserving(scene, edit, ans_f, out_f, mask, erosion),
+            self._quality(src, ans, out, res),
+        )
+
+    def _verdict(self, score: float, failure: str) -> PerspectiveJudgement:
+        return PerspectiveJudgement(score, score >= VERDICT_THRESHOLD, NO_FAILURE if score >= 5.0 else failure)
+
+    def _following(self, scene, edit, src, ans, out, mask, erosion) -> PerspectiveJudgement:
+        region = _interior(mask > 0.5, erosion)
+        # pattern edges inside the region are where blur and blocking act: judge the flat parts of the answer
+        detail = local_range(ans)
+        flat = region & (detail < 0.05)
+        if flat.sum() < 3:  # a small textured region: its least detailed quarter
+            flat = region & (detail <= np.sort(detail[region])[max(2, region.sum() // 4)])
+        region = flat
+        d_out = np.abs(out - ans).max(-1)[region]
+        d_src = np.abs(src - ans).max(-1)[region]
+        progress = 1.0 - np.clip(np.maximum(d_out - 0.1, 0.0) / np.maximum(d_src, 0.25), 0.0, 1.0)
+        error = 1.0 - float(progress.mean())
+        score = self.bands.following.score(error)
+        return self._verdict(score, _following_feedback(scene, edit, src, out, region, error))
+
+    def _preserving(self, scene, edit, ans, out, mask, erosion) -> PerspectiveJudgement:
+        regions = _layout_regions(scene, edit, mask, erosion)
+        if not regions:
+            return PerspectiveJudgement(5.0, True, NO_FAILURE)
+        if edit.category in WHOLE_IMAGE_CATEGORIES:
+            return self._layout(scene, ans, out, erosion)
+        # small regions are mostly anti-aliased rim, where blur and blocking move the mean: they count less
+        changes = [float(np.abs(out[r].mean(0) - ans[r].mean(0)).max()) * min(1.0, r.sum() / 16) for _, r in regions]
+        worst = int(np.argmax(changes))
+        score = self.bands.preserving.score(changes[worst])
+        shifted = sum(c > self.bands.preserving.tolerance for c in changes)
+        name, region = regions[worst]
+        if shifted >= 3 or (shifted >= 2 and shifted == len(regions)):
+            failure = "the colours of the whole image shifted"
+        elif name == "background":
+            failure = f"the background changed to {nearest_color(np.median(out[region], 0))}"
+        else:
+            seen = nearest_color(np.median(out[region], 0))
+            expected = nearest_color(np.median(ans[region], 0))
+            failure = (
+                f"the {name} moved"
+                if seen != expected and _is_background(scene, seen)
+                else (f"the {name} changed to {seen}" if seen != expected else f"the {name} changed")
+            )
+        return self._verdict(score, failure)
+
+    def _layout(self, scene, ans, out, erosion) -> PerspectiveJudgement:
+        """Whole-image edits may map every colour to another, but each region of the scene's layout must
+        stay one colour: the share of pixels further from their region's median colour than in the answer.
+        Regions too small to have an interior at this resolution are not judged."""
+        labels = _label_map(scene)
+        mismatched, counted, worst, worst_share = 0, 0, "background", 0.0
+        for label in np.unique(labels):
+            region = labels == label
+            core = erode(region, erosion + 1)
+            core = core if core.sum() >= 8 else erode(region, erosion)
+            if core.sum() < 4:
+                continue
+            deviation = np.abs(out[core] - np.median(out[core], 0)).max(-1)
+            expected = np.abs(ans[core] - np.median(ans[core], 0)).max(-1)
+            bad = int((deviation - expected > 0.25).sum())
+            mismatched, counted = mismatched + bad, counted + int(core.sum())
+            if bad / core.sum() > worst_share:
+                worst_share = bad / core.sum()
+                worst = "background" if label < 1 else scene.objects[label - 1].describe()
+        score = self.bands.layout.score(mismatched / max(counted, 1))
+        failure = "the background changed" if worst == "background" else f"the {worst} moved or changed shape"
+        return self._verdict(score, failure)
+
+    def _quality(self, src, ans, out, res) -> PerspectiveJudgement:
+        resid_out = np.abs(out - median3(out)).max(-1)
+        # what the answer or the source legitimately show (patterns, corners) is not an artifact
+        resid_ans = np.maximum(np.abs(ans - median3(ans)), np.abs(src - median3(src))).max(-1)
+        excess = np.maximum(resid_out - resid_ans, 0.0)
+        noise = float(np.median(excess))
+        # a speck differs from its neighbourhood and from what the answer or the source show there
+        foreign = np.minimum(np.abs(out - ans).max(-1), np.abs(out - src).max(-1)) > 0.2
+        specks = float(((excess > max(0.3, 4 * noise)) & foreign & _isolated(out)).mean())
+        # against the less detailed of answer and source, so that a missing or extra edit is not an artifact
+        blur = 1.0 - min(1.0, _sharpness(out) / max(min(_sharpness(ans), _sharpness(src)), 1e-6))
+        block = max(2, res // 8)
+        blocking = _blockiness(out, ans, src, block)
+        b = self.bands
+        scored = [
+            (b.noise.score(noise), "visible noise"),
+            (b.specks.score(specks), "colour blotches"),
+            (b.blur.score(blur), "the image is blurry"),
+            (b.blocking.score(blocking), "blocky compression artifacts"),
+        ]
+        score = min(s for s, _ in scored)
+        failures = [text for s, text in sorted(scored) if s < 5.0]
+        return self._verdict(score, "; ".join(failures))
+
+
+def parse_meta(meta: Any) -> tuple[Scene, Edit]:
+    """The scene and edit of a sample's meta.json; ValueError naming what is missing or wrong."""
+    if not isinstance(meta, dict):
+        raise ValueError(f"oracle needs the sample's meta.json object, got {type(meta).__name__}")
+    if meta.get("dataset") not in (None, "synth"):
+        raise ValueError(f"oracle only scores synthetic samples, meta.dataset is {meta.get('dataset')!r}")
+    for key in ("scene", "edit"):
+        if not isinstance(meta.get(key), dict):
+            raise ValueError(f"meta.json has no '{key}' object: the oracle cannot re-render the answer")
+    scene = Scene.from_dict(meta["scene"])
+    return scene, Edit.from_dict(meta["edit"], scene)
+
+
+def _label_map(scene: Scene) -> np.ndarray:
+    """Per pixel: 0 / -1 for the background's two pattern colours, i + 1 for the topmost object i."""
+    bg = scene.background
+    res = scene.resolution
+    second = pattern_fill(bg.pattern, bg.color, bg.color2, res, background_period(res))
+    labels = np.where((np.abs(second - color_rgb(bg.color)).max(-1) > 0), -1, 0)
+    _, coverage = render_layers(scene)
+    for i, cov in enumerate(coverage):
+        labels = np.where(cov > 0.5, i + 1, labels)
+    return labels
+
+
+def _is_background(scene: Scene, color: str) -> bool:
+    return color in (scene.background.color, scene.background.color2)
+
+
+def _layout_regions(scene: Scene, edit: Edit, mask: np.ndarray, erosion: int) -> list[tuple[str, np.ndarray]]:
+    """Named regions the edit must leave alone: each untouched object and the background, eroded."""
+    _, coverage = render_layers(answer_scene(scene, edit))
+    source_index = [i for i in range(len(scene.objects)) if edit.category != "remove" or i != edit.target]
+    whole = edit.category in WHOLE_IMAGE_CATEGORIES
+    keep_out = np.zeros(mask.shape, bool) if whole else dilate(mask > 0.02, 1)
+    regions = []
+    union = np.zeros(mask.shape, np.float32)
+    for pos, cov in enumerate(coverage):
+        union += cov
+        is_new = edit.category == "add" and pos == len(coverage) - 1
+        if is_new or (edit.category in ("local", "texture") and pos == edit.target):
+            continue
+        region = (cov > 0.5) & ~keep_out
+        if region.any():
+            region = _interior(region, erosion)
+            name = scene.objects[source_index[pos]].describe()
+            regions.append((name, region))
+    if edit.category != "background":
+        background = (union < 0.02) & ~keep_out
+        if background.sum() >= 3:
+            regions.append(("background", _interior(background, erosion)))
+    return regions
+
+
+def _following_feedback(scene: Scene, edit: Edit, src, out, region, error: float) -> str:
+    seen = nearest_color(np.median(out[region], 0))
+    before = nearest_color(np.median(src[region], 0))
+    mostly_missing = error > 0.6
+    if edit.category == "local":
+        name = scene.objects[edit.target].describe()
+        if seen == edit.color:
+            return f"the {name} is only partly {edit.color}"
+        return f"the {name} is still {before}" if seen == before else f"the {name} is {seen}, not {edit.color}"
+    if edit.category == "remove":
+        name = scene.objects[edit.target].describe()
+        return f"the {name} is still there" if mostly_missing else f"the {name} is only partly removed"
+    if edit.category == "add":
+        new = edit.new_object
+        if seen == new.color:
+            return f"the {new.color} {new.shape} is incomplete"
+        if seen == before:
+            return f"no {new.color} {new.shape} was added in the {edit.position}"
+        return f"the added {new.shape} is {seen}, not {new.color}"
+    if edit.category == "texture":
+        name = scene.objects[edit.target].describe()
+        return (
+            f"the {name} has no {edit.color} {edit.pattern}"
+            if mostly_missing
+            else (f"the {edit.pattern} on the {name} are incomplete or not {edit.color}")
+        )
+    if edit.category == "background":
+        if seen == edit.color:
+            return f"the background is only partly {edit.color}"
+        return f"the background is still {before}" if seen == before else f"the background is {seen}, not {edit.color}"
+    what = edit.adjust if edit.category == "global" else edit.style
+    if edit.adjust == "tint":
+        what = f"{edit.color} tint"
+    return f"the {what} edit was not applied" if mostly_missing else f"the {what} edit is weak or incomplete"
