@@ -30,6 +30,7 @@ class ShardSetWriter:
         shard_size: int = 1000,
         image_format: str = "png",
         provenance: dict[str, Any] | None = None,
+        mtime: float | None = None,  # a fixed tar mtime makes shards byte-reproducible
     ) -> None:
         if shard_size < 1:
             raise ValueError(f"shard_size must be >= 1, got {shard_size}")
@@ -37,6 +38,7 @@ class ShardSetWriter:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.prefix, self.shard_size, self.image_format = prefix, shard_size, image_format
         self.provenance = dict(provenance or {})
+        self.mtime = mtime
         self.shards: list[dict[str, Any]] = []
         self._writer: wds.TarWriter | None = None
         self._keys: set[str] = set()
@@ -71,7 +73,7 @@ class ShardSetWriter:
         if self._writer is not None:
             self._writer.close()
         name = f"{self.prefix}-{len(self.shards):06d}.tar"
-        self._writer = wds.TarWriter(str(self.out_dir / name))
+        self._writer = wds.TarWriter(str(self.out_dir / name), mtime=self.mtime)
         self.shards.append({"path": name, "num_samples": 0})
 
     @property

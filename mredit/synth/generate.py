@@ -24,6 +24,7 @@ from mredit.synth.oracle import OracleJudge
 from mredit.synth.scene import random_scene, to_uint8
 
 SPLITS: dict[str, int] = {"train": 0, "test": 1}
+SHARD_MTIME = 0.0  # fixed, so that the same seed gives byte-identical shards
 MIN_OBJECT_CHANGE = 0.15  # mean colour change an object edit must make inside its mask
 
 
@@ -131,7 +132,8 @@ def write_synth_shards(
     }
     kinds: Counter = Counter()
     corrupted = 0
-    with ShardSetWriter(out_dir, prefix=split, shard_size=shard_size, provenance=provenance) as writer:
+    writer = ShardSetWriter(out_dir, prefix=split, shard_size=shard_size, provenance=provenance, mtime=SHARD_MTIME)
+    with writer:
         for sample in generate_samples(num, split, resolution, seed=seed, corruption=config, with_rewards=with_rewards):
             flaws = sample.meta["corruptions"]
             corrupted += bool(flaws)
