@@ -32,7 +32,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
@@ -40,7 +40,7 @@ from mredit import workflow
 from mredit.reports import format_aggregate_table, replace_between_markers
 from mredit.schema import PERSPECTIVES
 from mredit.stats import mean_confidence_interval
-from mredit.workflow import DataSpec, EditSpec, Job, TrainSpec
+from mredit.workflow import DataSpec, EditSpec, TrainSpec
 
 METRICS = ("yes_rate", "score")
 ARM_KEYS = {"name", "configs", "reward", "overrides", "data", "train", "edit", "reuse"}
@@ -57,6 +57,18 @@ class Arm:
     train: dict[str, Any] = field(default_factory=dict)
     edit: dict[str, Any] = field(default_factory=dict)
     reuse: str | None = None  # another arm whose trained models this arm edits with (only ``edit`` differs)
+
+
+class Run(NamedTuple):
+    """One (arm, seed): the checkpoint it edits with (its own, or the reused arm's) and where its outputs go."""
+
+    arm: str
+    seed: int
+    checkpoint: Path
+    run_dir: Path
+    test_shards: Path
+    edit_spec: EditSpec
+    resolution: int
 
 
 @dataclass
@@ -184,7 +196,7 @@ def run_experiment(
     results block of ``<results_dir>/README.md`` (``results_dir`` defaults to the experiment's directory)."""
     out_dir = Path(out_dir)
     arms = {arm.name: arm for arm in experiment.arms}
-    train_jobs, edit_jobs, pending_evals = [], [], []
+    train_jobs, runs = [], []
     for seed in experiment.seeds:
         for arm in experiment.arms:
             trained = arms[arm.reuse] if arm.reuse else arm  # the arm whose model this arm edits with
@@ -202,35 +214,22 @@ def run_experiment(
                 **experiment.train_settings(trained),
             )
             ckpt, run_dir = workflow.checkpoint_path(spec), out_dir / "runs" / arm.name / f"seed{seed}"
-            if not arm.reuse and not ckpt.exists():
-                train_jobs.append(
-                    Job(
-                        f"train {spec.name}",
-                        workflow.train_command(spec, data.train),
-                        run_dir / "train.log",
-                        run_dir / "progress.json",
-                        spec.max_steps,
-                    )
-                )
-            edits = run_dir / "edits"
-            if not (edits / "done.json").exists():
-                command = workflow.edit_command(ckpt, data.test, edits, experiment.edit_spec(arm), data_spec.resolution)
-                edit_jobs.append(Job(f"edit {arm.name}/seed{seed}", command, run_dir / "edit.log"))
-            pending_evals.append((arm.name, seed, edits, data.test, run_dir / "eval"))
+            job = None if arm.reuse else workflow.training_job(spec, data.train)
+            if job is not None:
+                train_jobs.append(job)
+            runs.append(Run(arm.name, seed, ckpt, run_dir, data.test, experiment.edit_spec(arm), data_spec.resolution))
     if train_jobs:
         log(f"training {len(train_jobs)} run(s), {experiment.parallel} at a time")
         workflow.run_jobs(train_jobs, max_parallel=experiment.parallel)
-    if edit_jobs:
-        log(f"editing the test set with {len(edit_jobs)} model(s)")
-        workflow.run_jobs(edit_jobs, max_parallel=experiment.parallel)
-        for _, _, edits, _, _ in pending_evals:
-            (edits / "done.json").write_text("{}")
     results: dict[str, dict[int, dict[str, Any]]] = {arm.name: {} for arm in experiment.arms}
-    for arm_name, seed, edits, test, eval_dir in pending_evals:
+    for run in runs:
+        edits, eval_dir = run.run_dir / "edits", run.run_dir / "eval"
+        if not workflow.edits_done(edits, run.checkpoint, run.edit_spec, run.resolution):
+            log(f"editing the test set with {run.arm}/seed{run.seed}")
+            workflow.edit(run.checkpoint, run.test_shards, edits, run.edit_spec, run.resolution)
         done = eval_dir / "results.json"
-        results[arm_name][seed] = (
-            json.loads(done.read_text()) if done.exists() else workflow.evaluate(edits, test, eval_dir)
-        )
+        cached = json.loads(done.read_text()) if done.exists() else None
+        results[run.arm][run.seed] = cached or workflow.evaluate(edits, run.test_shards, eval_dir)
     summary = aggregate(results, experiment.reference)
     first = experiment.arms[0]
     budget = {

@@ -8,6 +8,7 @@ output already exists, so an interrupted demo or experiment resumes where it sto
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -73,22 +74,27 @@ class DataPaths:
     test: Path
 
 
-def run_tool(argv: Sequence[str]) -> None:
-    """Run an ``mredit`` tool command in this process; a non-zero exit becomes a RuntimeError."""
+def run_tool(argv: Sequence[str], log_path: str | os.PathLike | None = None) -> None:
+    """Run an ``mredit`` tool command in this process, its printed report going to ``log_path`` when given;
+    a non-zero exit becomes a RuntimeError (the tool's own one-line error is on stderr)."""
     from mredit.cli import main
 
     argv = [str(a) for a in argv]
-    try:
-        code = main(argv)
-    except SystemExit as e:  # argparse exits on a bad command line
-        code = e.code
+    with contextlib.ExitStack() as stack:
+        if log_path is not None:
+            Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+            stack.enter_context(contextlib.redirect_stdout(stack.enter_context(open(log_path, "a"))))
+        try:
+            code = main(argv)
+        except SystemExit as e:  # argparse exits on a bad command line
+            code = e.code
     if code:
         raise RuntimeError(f"'mredit {' '.join(argv)}' failed with exit code {code}")
 
 
 def _done(path: Path, spec: dict[str, Any]) -> bool:
     marker = path / DONE_MARKER
-    return marker.exists() and json.loads(marker.read_text()) == spec
+    return marker.exists() and json.loads(marker.read_text()) == json.loads(json.dumps(spec))  # tuples -> lists
 
 
 def _mark_done(path: Path, spec: dict[str, Any]) -> None:
@@ -103,56 +109,24 @@ def prepare_data(out_dir: str | os.PathLike, spec: DataSpec, log=print) -> DataP
     if _done(out_dir, settings):
         log(f"data: reusing {out_dir}")
         return paths
-    common = ["--resolution", spec.resolution, "--seed", spec.seed, "--shard-size", spec.shard_size]
+    common = f"--resolution {spec.resolution} --seed {spec.seed} --shard-size {spec.shard_size}".split()
+    raw, annotations, logs = out_dir / "train_raw", out_dir / "annotations", out_dir / "logs"
     log(f"data: synthesising {spec.num_train} training triplets ({spec.corrupt_rate:.0%} corrupted)")
+    synth = ["data", "synth", "--split", "train", "--num", spec.num_train, "--corrupt-rate", spec.corrupt_rate]
+    run_tool([*synth, "--out", raw, *common], logs / "synth_train.log")
+    log(f"data: synthesising {spec.num_test} clean test edits, balanced over the 7 categories")
     run_tool(
-        [
-            "data",
-            "synth",
-            "--out",
-            out_dir / "train_raw",
-            "--split",
-            "train",
-            "--num",
-            spec.num_train,
-            "--corrupt-rate",
-            spec.corrupt_rate,
-            *common,
-        ]
+        ["data", "synth", "--split", "test", "--num", spec.num_test, "--out", paths.test, *common],
+        logs / "synth_test.log",
     )
-    log(f"data: synthesising {spec.num_test} clean test edits")
-    run_tool(["data", "synth", "--out", paths.test, "--split", "test", "--num", spec.num_test, *common])
-    log("data: annotating the training rewards with the oracle judge")
+    log("data: annotating the training rewards with the oracle judge (mredit judge annotate)")
+    annotate = ["judge", "annotate", "--judge", "oracle", "--concurrency", "64"]
+    run_tool([*annotate, "--shards", raw, "--out", annotations], logs / "annotate.log")
+    log("data: joining the rewards into the training shards (mredit data convert --rewards)")
+    convert = ["data", "convert", "--from", "shards", "--shard-size", spec.shard_size]
     run_tool(
-        [
-            "judge",
-            "annotate",
-            "--shards",
-            out_dir / "train_raw",
-            "--out",
-            out_dir / "annotations",
-            "--judge",
-            "oracle",
-            "--concurrency",
-            "64",
-        ]
-    )
-    log("data: joining the rewards into the training shards")
-    run_tool(
-        [
-            "data",
-            "convert",
-            "--from",
-            "shards",
-            "--src",
-            out_dir / "train_raw",
-            "--out",
-            paths.train,
-            "--rewards",
-            out_dir / "annotations" / "annotations.jsonl",
-            "--shard-size",
-            spec.shard_size,
-        ]
+        [*convert, "--src", raw, "--out", paths.train, "--rewards", annotations / "annotations.jsonl"],
+        logs / "convert.log",
     )
     _mark_done(out_dir, settings)
     return paths
@@ -190,6 +164,25 @@ def checkpoint_path(spec: TrainSpec) -> Path:
     return spec.out_dir / "final.ckpt"
 
 
+def is_trained(spec: TrainSpec, command: list[str]) -> bool:
+    """True when the run's final checkpoint exists and came from this very command line."""
+    recorded = spec.out_dir / "command.json"
+    return checkpoint_path(spec).exists() and recorded.exists() and json.loads(recorded.read_text()) == command
+
+
+def training_job(spec: TrainSpec, train_shards: str | os.PathLike) -> Job | None:
+    """The job that trains ``spec`` (``None`` when it is already trained with the same command line)."""
+    command = train_command(spec, train_shards)
+    if is_trained(spec, command):
+        return None
+    spec.out_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint_path(spec).unlink(missing_ok=True)  # a stale model must not survive a failed re-run
+    (spec.out_dir / "command.json").write_text(json.dumps(command))
+    return Job(
+        f"train {spec.name}", command, spec.out_dir / "train.log", spec.out_dir / "progress.json", spec.max_steps
+    )
+
+
 def train_command(spec: TrainSpec, train_shards: str | os.PathLike) -> list[str]:
     """The ``mredit fit`` command line of a run (config files first, the run's own settings last)."""
     out = spec.out_dir
@@ -225,14 +218,14 @@ def train_command(spec: TrainSpec, train_shards: str | os.PathLike) -> list[str]
     return argv
 
 
-def edit_command(
+def edit_args(
     checkpoint: str | os.PathLike,
     test_shards: str | os.PathLike,
     out_dir: str | os.PathLike,
     spec: EditSpec,
     resolution: int,
 ) -> list[str]:
-    """The ``mredit edit --shards`` command writing ``<out_dir>/<key>.png`` for every test sample at the data's
+    """The ``mredit edit --shards`` arguments writing ``<out_dir>/<key>.png`` for every test sample at the data's
     resolution (the CLI's default, 512, is for real photos)."""
     options = {
         "--model": checkpoint,
@@ -247,7 +240,31 @@ def edit_command(
         "--reward-scale": spec.reward_scale,
         "--seed": spec.seed,
     }
-    return [sys.executable, "-m", "mredit", "edit", *(str(part) for item in options.items() for part in item)]
+    return ["edit", *(str(part) for item in options.items() for part in item)]
+
+
+def _edit_settings(checkpoint: str | os.PathLike, spec: EditSpec, resolution: int) -> dict[str, Any]:
+    stat = Path(checkpoint).stat()
+    return {"checkpoint": str(checkpoint), "mtime": stat.st_mtime, **asdict(spec), "resolution": resolution}
+
+
+def edit(
+    checkpoint: str | os.PathLike,
+    test_shards: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    spec: EditSpec,
+    resolution: int,
+) -> None:
+    """Edit the test set with ``mredit edit`` in this process (one model load instead of a process start-up;
+    torch uses every core). Writes ``<out_dir>/<key>.png``, its report to ``<out_dir>.log``, a marker last."""
+    out_dir = Path(out_dir)
+    run_tool(edit_args(checkpoint, test_shards, out_dir, spec, resolution), out_dir.parent / f"{out_dir.name}.log")
+    _mark_done(out_dir, _edit_settings(checkpoint, spec, resolution))
+
+
+def edits_done(out_dir: str | os.PathLike, checkpoint: str | os.PathLike, spec: EditSpec, resolution: int) -> bool:
+    """True when ``out_dir`` holds the edits of this very checkpoint file with these settings."""
+    return Path(checkpoint).exists() and _done(Path(out_dir), _edit_settings(checkpoint, spec, resolution))
 
 
 def child_env() -> dict[str, str]:
@@ -336,22 +353,8 @@ def run_jobs(jobs: Sequence[Job], max_parallel: int = 2, poll_s: float = 1.0) ->
 
 
 def evaluate(edits_dir: str | os.PathLike, test_shards: str | os.PathLike, out_dir: str | os.PathLike) -> dict:
-    """``mredit judge eval`` with the oracle; returns its ``results.json``."""
+    """``mredit judge eval`` with the oracle (its report goes to ``<out_dir>/eval.log``); returns ``results.json``."""
     out_dir = Path(out_dir)
-    run_tool(
-        [
-            "judge",
-            "eval",
-            "--edits",
-            edits_dir,
-            "--benchmark",
-            test_shards,
-            "--out",
-            out_dir,
-            "--judge",
-            "oracle",
-            "--concurrency",
-            "64",
-        ]
-    )
+    command = ["judge", "eval", "--judge", "oracle", "--concurrency", "64", "--edits", edits_dir]
+    run_tool([*command, "--benchmark", test_shards, "--out", out_dir], out_dir / "eval.log")
     return json.loads((out_dir / "results.json").read_text())

@@ -1,5 +1,6 @@
 """The experiment runner's orchestration and aggregation, with the expensive steps replaced by fakes."""
 
+import argparse
 import json
 from pathlib import Path
 
@@ -18,8 +19,10 @@ def _results(value):
 
 
 def test_aggregate_means_intervals_and_paired_differences():
-    runs = {"baseline": {0: _results(0.2), 1: _results(0.3), 2: _results(0.4)},
-            "reward": {0: _results(0.5), 1: _results(0.5), 2: _results(0.8)}}  # fmt: skip
+    runs = {
+        "baseline": {0: _results(0.2), 1: _results(0.3), 2: _results(0.4)},
+        "reward": {0: _results(0.5), 1: _results(0.5), 2: _results(0.8)},
+    }
     summary = aggregate(runs, reference="baseline")
     following = summary["arms"]["reward"]["following"]["yes_rate"]
     assert following["mean"] == pytest.approx(0.6) and following["n"] == 3
@@ -40,11 +43,15 @@ def _write_experiment(directory: Path, **extra) -> Path:
         "arms": [
             {"name": "baseline", "configs": ["configs/insp2p_tiny.yaml"]},
             {"name": "reward", "configs": ["configs/insp2p_tiny.yaml"], "reward": {"variant": "paper"}},
-            {"name": "reward_scale_2", "configs": ["configs/insp2p_tiny.yaml"], "reuse": "reward",
-             "edit": {"reward_scale": 2.0}},
+            {
+                "name": "reward_scale_2",
+                "configs": ["configs/insp2p_tiny.yaml"],
+                "reuse": "reward",
+                "edit": {"reward_scale": 2.0},
+            },
         ],
         **extra,
-    }  # fmt: skip
+    }
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "config.yaml").write_text(yaml.safe_dump(config))
     (directory / "README.md").write_text("# toy\n\n<!-- results:start -->\nnothing yet\n<!-- results:end -->\n")
@@ -55,9 +62,10 @@ class FakeWorkflow:
     """Records what the runner asks for; 'training' writes the checkpoint, 'editing' nothing, eval a score."""
 
     def __init__(self, monkeypatch):
-        self.data_specs, self.jobs, self.evaluated = [], [], []
+        self.data_specs, self.jobs, self.edits, self.evaluated = [], [], [], []
         monkeypatch.setattr(workflow, "prepare_data", self.prepare_data)
         monkeypatch.setattr(workflow, "run_jobs", self.run_jobs)
+        monkeypatch.setattr(workflow, "run_tool", self.run_tool)
         monkeypatch.setattr(workflow, "evaluate", self.evaluate)
 
     def prepare_data(self, out_dir, spec, log=print):
@@ -67,12 +75,16 @@ class FakeWorkflow:
     def run_jobs(self, jobs, max_parallel=2):
         for job in jobs:
             self.jobs.append(job)
-            if job.name.startswith("train"):
-                ckpt = Path(next(a for a in job.argv if "checkpoint_path" in a).split('"checkpoint_path": "')[1][:-3])
-                ckpt.parent.mkdir(parents=True, exist_ok=True)
-                ckpt.write_text("weights")
-            else:
-                Path(job.argv[job.argv.index("--out-dir") + 1]).mkdir(parents=True, exist_ok=True)
+            ckpt = Path(next(a for a in job.argv if "checkpoint_path" in a).split('"checkpoint_path": "')[1][:-3])
+            ckpt.parent.mkdir(parents=True, exist_ok=True)
+            ckpt.write_text("weights")
+
+    def run_tool(self, argv, log_path=None):
+        assert argv[0] == "edit", argv  # data and evaluation are faked above
+        options = dict(zip(argv[1::2], argv[2::2]))
+        assert Path(options["--model"]).exists()  # trained before editing
+        self.edits.append(options)
+        Path(options["--out-dir"]).mkdir(parents=True, exist_ok=True)
 
     def evaluate(self, edits_dir, test_shards, out_dir):
         self.evaluated.append(Path(edits_dir))
@@ -88,14 +100,17 @@ def test_runner_trains_each_arm_once_per_seed_and_writes_results(tmp_path, monke
     experiment = load_experiment(_write_experiment(tmp_path / "exp"))
     payload = run_experiment(experiment, tmp_path / "work", log=lambda *_: None)
 
-    trains = [j for j in fake.jobs if j.name.startswith("train")]
-    edits = [j for j in fake.jobs if j.name.startswith("edit")]
-    assert sorted(j.name for j in trains) == ["train baseline/seed0", "train baseline/seed1", "train reward/seed0",
-                                              "train reward/seed1"]  # fmt: skip
-    assert len(edits) == 6 and len(fake.evaluated) == 6
-    reuse = next(j for j in edits if j.name == "edit reward_scale_2/seed1")
-    assert str(tmp_path / "work/runs/reward/seed1/final.ckpt") in reuse.argv  # the reused arm's model
-    assert reuse.argv[reuse.argv.index("--reward-scale") + 1] == "2.0"
+    trains = fake.jobs
+    assert sorted(j.name for j in trains) == [
+        "train baseline/seed0",
+        "train baseline/seed1",
+        "train reward/seed0",
+        "train reward/seed1",
+    ]
+    assert len(fake.edits) == 6 and len(fake.evaluated) == 6
+    reuse = next(e for e in fake.edits if "reward_scale_2/seed1" in e["--out-dir"])
+    assert reuse["--model"] == str(tmp_path / "work/runs/reward/seed1/final.ckpt")  # the reused arm's model
+    assert reuse["--reward-scale"] == "2.0" and reuse["--scores"] == "5,5,5" and reuse["--resolution"] == "16"
     reward_train = next(j for j in trains if j.name == "train reward/seed1")
     assert "--seed_everything=1" in reward_train.argv and "--trainer.max_steps=2" in reward_train.argv
     assert any("RewardConditioning" in a and '"variant": "paper"' in a for a in reward_train.argv)
@@ -109,9 +124,13 @@ def test_runner_trains_each_arm_once_per_seed_and_writes_results(tmp_path, monke
     readme = (tmp_path / "exp" / "README.md").read_text()
     assert "nothing yet" not in readme and "| reward | 2 | 50.5 ± " in readme and "Paired differences" in readme
 
-    fake.jobs.clear(), fake.evaluated.clear()
+    fake.jobs.clear(), fake.edits.clear(), fake.evaluated.clear()
     run_experiment(experiment, tmp_path / "work", log=lambda *_: None)  # everything cached: nothing re-runs
-    assert fake.jobs == [] and fake.evaluated == []
+    assert fake.jobs == [] and fake.edits == [] and fake.evaluated == []
+
+    experiment.train["max_steps"] = 3  # a changed command line retrains (and re-edits) every run
+    run_experiment(experiment, tmp_path / "work", log=lambda *_: None)
+    assert len(fake.jobs) == 4 and len(fake.edits) == 6
 
 
 @pytest.mark.parametrize(
@@ -144,3 +163,16 @@ def test_shipped_experiments_are_valid(path):
 def test_cli_reports_errors_in_one_line(tmp_path, capsys):
     assert experiments.main([str(tmp_path / "missing")]) == 1
     assert "experiment config not found" in capsys.readouterr().err
+
+
+def test_edit_arguments_follow_the_edit_cli():
+    args = workflow.edit_args("m.ckpt", "test", "out", workflow.EditSpec(reward_scale=2.0), resolution=16)
+    options = dict(zip(args[1::2], args[2::2]))
+    assert args[0] == "edit" and options["--resolution"] == "16" and options["--scores"] == "5,5,5"
+    assert options["--text-scale"] == "1.0" and options["--reward-scale"] == "2.0" and options["--model"] == "m.ckpt"
+    from mredit.inference.cli import register
+
+    parser = argparse.ArgumentParser()
+    register(parser)
+    parsed = parser.parse_args(args[1:])  # the flags exist in `mredit edit`
+    assert parsed.resolution == 16 and parsed.scheduler == "ddim" and parsed.shards == ["test"]
