@@ -1,0 +1,91 @@
+"""``mredit fit`` with the SmartEdit configs, as a user runs them, on tiny synthetic shards; checkpoint round trip."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from mredit.models.smartedit.module import FROZEN_PREFIXES, SmartEditModule
+from mredit.synth.generate import write_synth_shards
+
+REPO = Path(__file__).resolve().parents[2]
+MREDIT = [sys.executable, "-m", "mredit"]
+
+
+@pytest.fixture(scope="module")
+def reward_run(tmp_path_factory) -> Path:
+    """Two optimizer steps of configs/smartedit_reward_tiny.yaml (plus one validation pass); returns last.ckpt."""
+    root = tmp_path_factory.mktemp("smartedit_run")
+    write_synth_shards(root / "train", "train", 8, with_rewards=True, seed=0)
+    write_synth_shards(root / "val", "test", 4, with_rewards=True, seed=1)
+    args = [
+        "fit",
+        "--config",
+        str(REPO / "configs" / "smartedit_reward_tiny.yaml"),
+        "--trainer.max_steps=2",
+        "--trainer.val_check_interval=2",
+        "--trainer.limit_val_batches=1",
+        f"--trainer.default_root_dir={root}",
+        f"--trainer.logger.init_args.save_dir={root}",
+        f"--data.init_args.train_shards={root / 'train'}",
+        f"--data.init_args.val_shards={root / 'val'}",
+        "--data.init_args.batch_size=2",
+        "--data.init_args.shuffle_buffer=0",
+    ]
+    result = subprocess.run([*MREDIT, *args], cwd=REPO, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+    checkpoints = sorted(root.rglob("last.ckpt"))
+    assert checkpoints, result.stderr[-2000:]
+    return checkpoints[0]
+
+
+def test_fit_reward_tiny_writes_a_slim_checkpoint_with_the_conditioner(reward_run):
+    checkpoint = torch.load(reward_run, map_location="cpu", weights_only=False)
+    assert checkpoint["global_step"] == 2
+    assert checkpoint["reward_conditioner"]["class_path"].endswith("OfficialRewardConditioner")
+    keys = list(checkpoint["state_dict"])
+    assert any(k.startswith("reward_conditioner.") for k in keys) and any(k.startswith("bim.") for k in keys)
+    assert not any(k.startswith(FROZEN_PREFIXES) for k in keys)
+    assert not any(k.startswith("mllm.llm.") and "lora_" not in k for k in keys)  # no frozen LLaMA weights
+
+
+def test_checkpoint_round_trip_without_the_callback(reward_run):
+    checkpoint = torch.load(reward_run, map_location="cpu", weights_only=False)
+    module = SmartEditModule.load_from_checkpoint(reward_run, map_location="cpu")
+    assert module.reward_conditioner is not None and module.stage == "smartedit"
+    state = module.state_dict()
+    for key, value in checkpoint["state_dict"].items():
+        assert torch.equal(state[key], value), key
+    hparams = {k: v for k, v in checkpoint["hyper_parameters"].items() if not k.startswith("_")}  # LightningCLI's
+    fresh = SmartEditModule(**hparams)  # the frozen parts come back from the seeded init
+    for frozen in ("vision_tower", "projector"):
+        pairs = zip(getattr(fresh.mllm, frozen).parameters(), getattr(module.mllm, frozen).parameters())
+        assert all(torch.equal(a, b) for a, b in pairs)
+    for (name, a), (_, b) in zip(fresh.mllm.llm.named_parameters(), module.mllm.llm.named_parameters()):
+        if "lora_" not in name:
+            assert torch.equal(a, b), name
+
+
+def test_real_config_fails_fast_naming_the_env_vars():
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MREDIT_")}
+    start = time.monotonic()
+    result = subprocess.run(
+        [*MREDIT, "fit", "--config", str(REPO / "configs" / "smartedit.yaml")],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert time.monotonic() - start < 60
+    message = result.stderr.strip().splitlines()[-1]
+    assert message.startswith("mredit fit: error:")
+    for name in ("MREDIT_LLAVA_PATH", "MREDIT_CLIP_VISION_PATH", "MREDIT_SMARTEDIT_SD_PATH"):
+        assert name in message

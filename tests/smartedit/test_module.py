@@ -1,0 +1,145 @@
+"""SmartEditModule on tiny random parts: losses per stage, trainables, conv_in hook order, rewards, export, editing."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from diffusers import UNet2DConditionModel
+from PIL import Image
+from safetensors.torch import load_file
+from smartedit_helpers import TINY_SIZES, make_batch
+
+from mredit.conditioning.base import RewardCondition
+from mredit.conditioning.registry import build_conditioner
+from mredit.models.smartedit.module import SmartEditModule, conditioning_dropout
+from mredit.models.smartedit.pipeline import edit_tensors
+
+
+def test_conditioning_dropout_thresholds():
+    random_p = torch.tensor([0.0, 0.049, 0.05, 0.099, 0.1, 0.149, 0.15, 0.9])
+    drop_text, drop_image = conditioning_dropout(random_p, 0.05)
+    assert drop_text.tolist() == [True, True, True, True, False, False, False, False]
+    assert drop_image.tolist() == [False, False, True, True, True, True, False, False]
+
+
+def test_stage_trainables(smartedit_module):
+    module = smartedit_module
+    trainable = {name for name, p in module.named_parameters() if p.requires_grad}
+    llm_trainable = {name for name in trainable if name.startswith("mllm.")}
+    assert llm_trainable == {"mllm.new_token_embeds", "mllm.new_token_head"} | {
+        name for name, _ in module.mllm.named_parameters(prefix="mllm") if "lora_" in name
+    }
+    assert all(name.startswith(("mllm.", "qformer.", "unet.", "bim.")) for name in trainable)
+    for frozen in (module.vae, module.text_encoder, module.mllm.vision_tower, module.mllm.projector):
+        assert not any(p.requires_grad for p in frozen.parameters())
+    assert all(p.requires_grad for p in module.unet.parameters()) and all(
+        p.requires_grad for p in module.bim.parameters()
+    )
+
+
+def test_align_stage_trains_rows_and_qformer_only():
+    module = SmartEditModule(stage="align", **TINY_SIZES)
+    trainable = {name.split(".")[0] for name, p in module.named_parameters() if p.requires_grad}
+    assert trainable == {"mllm", "qformer"}
+    assert not any(p.requires_grad for p in module.mllm.lora_parameters())
+    losses = module.compute_losses(make_batch())
+    assert set(losses) == {"loss", "lm_loss", "align_loss"}
+    losses["loss"].backward()
+    assert module.qformer.queries.grad.abs().sum() > 0 and module.mllm.new_token_embeds.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="align"):
+        edit_tensors(module, make_batch()["source"], ["x", "y"])
+
+
+def test_forward_backward_and_one_step_changes_only_trainables(smartedit_module):
+    module = smartedit_module
+    frozen_before = {n: p.detach().clone() for n, p in module.named_parameters() if not p.requires_grad}
+    lora_b_before = [p.detach().clone() for n, p in module.named_parameters() if "lora_B" in n]
+    optimizer = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=1e-2, weight_decay=0.0)
+    losses = module.compute_losses(make_batch())
+    assert set(losses) == {"loss", "lm_loss", "diffusion_loss"} and torch.isfinite(losses["loss"])
+    losses["loss"].backward()
+    assert module.bim.spatial_head.weight.grad.abs().sum() > 0  # zero-init heads still receive gradients
+    assert all(p.grad.abs().sum() > 0 for p in module.unet.conv_in.parameters())
+    optimizer.step()
+    optimizer.zero_grad()
+    assert all(torch.equal(p, frozen_before[n]) for n, p in module.named_parameters() if not p.requires_grad)
+    lora_b_after = [p for n, p in module.named_parameters() if "lora_B" in n]
+    assert all(not torch.equal(a, b) for a, b in zip(lora_b_before, lora_b_after))
+
+
+def test_conv_in_hooks_add_spatial_before_reward(smartedit_module):
+    module = smartedit_module
+    sample = torch.randn(2, module.unet.config.in_channels, 8, 8)
+    timesteps = torch.tensor([10, 500])
+    text = torch.randn(2, 8, module.unet.config.cross_attention_dim)
+    spatial = torch.randn(2, module.unet.config.block_out_channels[0], 8, 8)
+    seen = []
+
+    def reward_latent(h0: torch.Tensor) -> torch.Tensor:
+        seen.append(h0.detach().clone())
+        return torch.zeros_like(h0)
+
+    with torch.no_grad():
+        module.unet_forward(sample, timesteps, text, spatial, RewardCondition(latent=reward_latent))
+        expected = module.unet.conv_in(sample) + spatial
+        assert torch.allclose(seen[0], expected, atol=1e-6)  # reward sees conv_in(x) + v_sp
+        assert len(module.unet.conv_in._forward_hooks) == 0  # both hooks removed after the call
+        plain = module.unet_forward(sample, timesteps, text, None, None)
+        zero = module.unet_forward(sample, timesteps, text, torch.zeros_like(spatial), None)
+        assert torch.equal(plain, zero)
+
+
+def test_reward_conditioner_attach_detach(smartedit_module):
+    module = smartedit_module
+    conditioner = build_conditioner(
+        "official", unet_config=module.unet.config, text_dim=module.text_encoder.config.hidden_size
+    )
+    module.attach_reward_conditioner(conditioner)
+    try:
+        assert module.reward_conditioner is conditioner
+        losses = module.compute_losses(make_batch())
+        losses["loss"].backward()
+        assert any(p.grad is not None for p in conditioner.parameters())
+        module.eval()
+        edited = edit_tensors(module, make_batch(1)["source"], ["make it red"], steps=2, seed=3)
+        assert edited.shape == (1, 3, 32, 32) and edited.abs().max() <= 1
+    finally:
+        module.detach_reward_conditioner()
+        module.train()
+    assert module.reward_conditioner is None
+    assert not any(name.startswith("reward_conditioner") for name in module.state_dict())
+
+
+def test_edit_is_deterministic_and_returns_pil(smartedit_module):
+    module = smartedit_module.eval()
+    source = make_batch()["source"]
+    first = edit_tensors(module, source, ["make it red", "remove it"], steps=2, seed=1)
+    again = edit_tensors(module, source, ["make it red", "remove it"], steps=2, seed=1)
+    assert torch.equal(first, again) and first.shape == source.shape
+    images = module.edit([Image.new("RGB", (40, 30), (200, 10, 10))], ["make it blue"], resolution=32, steps=2)
+    assert images[0].size == (32, 24) and images[0].mode == "RGB"
+    out = module.predict_step(make_batch(), 0)
+    assert out["key"] == ["k0", "k1"] and out["edited"].shape == source.shape
+    module.train()
+
+
+def test_export_layout(smartedit_module, tmp_path):
+    smartedit_module.export(str(tmp_path))
+    unet = UNet2DConditionModel.from_pretrained(tmp_path / "unet")
+    assert unet.config.in_channels == smartedit_module.unet.config.in_channels
+    assert (tmp_path / "lora" / "adapter_config.json").is_file()
+    assert json.loads((tmp_path / "lora" / "adapter_config.json").read_text())["r"] == 8
+    heads = load_file(tmp_path / "smartedit_heads.safetensors")
+    assert {"mllm.new_token_embeds", "mllm.new_token_head", "qformer.queries", "null_text"} <= set(heads)
+    assert any(k.startswith("bim.") for k in heads) and any(k.startswith("mllm.projector.") for k in heads)
+    meta = json.loads((tmp_path / "smartedit.json").read_text())
+    assert meta["hparams"]["stage"] == "smartedit" and meta["reward_conditioner"] is None
+
+
+def test_real_config_needs_env_vars(monkeypatch):
+    for name in ("MREDIT_LLAVA_PATH", "MREDIT_CLIP_VISION_PATH", "MREDIT_SMARTEDIT_SD_PATH"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(FileNotFoundError, match="MREDIT_LLAVA_PATH.*MREDIT_CLIP_VISION_PATH.*MREDIT_SMARTEDIT_SD_PATH"):
+        SmartEditModule()
