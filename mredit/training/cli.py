@@ -3,10 +3,11 @@
 Model and data are in subclass mode (``model.class_path`` / ``data.class_path``), so SmartEdit or another
 DataModule need no new entry point. On top of stock LightningCLI:
 
-- local checkpoints are written atomically (``AtomicCheckpointIO``), so a kill never corrupts ``last.ckpt``;
+- local checkpoints are written atomically (``AtomicCheckpointIO``), so a kill never corrupts ``last.ckpt``,
+  by default to ``<trainer.default_root_dir>/checkpoints`` so ``--ckpt_path last`` finds them in a new run;
 - the resolved config is logged to the experiment logger (secrets scrubbed) as well as saved to the log dir;
-- a user error (bad value, missing file, non-finite loss) ends the run with one ``mredit <cmd>: error:`` line;
-  set ``MREDIT_DEBUG=1`` for the traceback. Config parse errors are jsonargparse's own one-line messages.
+- a bad config (unknown key, wrong type) and a user error (bad value, missing file, non-finite loss) end the
+  run with one ``mredit <cmd>: error:`` line; set ``MREDIT_DEBUG=1`` for the traceback of the latter.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import warnings
 from typing import Any
 
 import lightning.pytorch as pl
+from jsonargparse import ArgumentError
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
@@ -43,6 +46,10 @@ class MreditCLI(LightningCLI):
         trainer = super().instantiate_trainer(**kwargs)
         if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # leave a user-chosen CheckpointIO alone
             trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+        # a fixed folder (not the logger's version_N) so that a new run's `--ckpt_path last` finds the old one
+        for callback in trainer.checkpoint_callbacks:
+            if isinstance(callback, ModelCheckpoint) and callback.dirpath is None:
+                callback.dirpath = os.path.realpath(os.path.join(trainer.default_root_dir, "checkpoints"))
         return trainer
 
 
@@ -61,12 +68,25 @@ def run_lightning_cli(argv: list[str]) -> MreditCLI | None:
             save_config_kwargs={"overwrite": True},
             args=argv,
             auto_configure_optimizers=False,
+            parser_kwargs={"exit_on_error": False},
         )
+    except ArgumentError as e:  # a bad config: one line instead of the usage text plus a nested report
+        print(f"mredit {command}: error: {_condense_parse_error(str(e))}", file=sys.stderr)
+        sys.exit(2)
     except USER_ERRORS as e:
         if os.environ.get("MREDIT_DEBUG"):
             raise
         print(f"mredit {command}: error: {_root_message(e)}", file=sys.stderr)
         sys.exit(1)
+
+
+_NOISE = ("Subtypes:", "Given value type:", "Expected a <class 'NoneType'>", "Errors:")
+
+
+def _condense_parse_error(message: str) -> str:
+    """jsonargparse's multi-line report of a union mismatch, as one line that keeps the key and the cause."""
+    lines = [line.strip(" -") for line in message.splitlines()]
+    return " ".join(line for line in lines if line and not line.startswith(_NOISE))
 
 
 def _root_message(error: BaseException) -> str:
