@@ -66,13 +66,10 @@ def _edit_one(pipe: RewardEditPipeline, image, instruction: str, args: argparse.
     return pipe(fitted, instruction, generator=generator, **options)[0]
 
 
-def _shard_samples(spec: list[str]):
-    from mredit.data.pipeline import SkipCounter, decode_or_skip, iter_raw_samples, resolve_shards
+def _shard_samples(spec: list[str], counter):
+    from mredit.data.pipeline import decode_or_skip, iter_raw_samples, resolve_shards
 
-    counter = SkipCounter()
     yield from decode_or_skip(iter_raw_samples(resolve_shards(spec), counter), counter)
-    if counter.total():
-        log.warning("skipped %d unreadable samples: %s", counter.total(), counter.counts())
 
 
 def run_edit(args: argparse.Namespace) -> int:
@@ -113,12 +110,15 @@ def run_edit(args: argparse.Namespace) -> int:
                 _edit_one(pipe, image, args.instruction, args, options).save(out_dir / f"{file.stem}.png")
                 written += 1
         else:
+            from mredit.data.pipeline import SkipCounter
             from mredit.inference.predict import image_filename
 
-            for sample in _shard_samples(args.shards):
+            counter = SkipCounter()
+            for sample in _shard_samples(args.shards, counter):
                 instruction = args.instruction or sample.instruction
                 _edit_one(pipe, sample.source, instruction, args, options).save(out_dir / image_filename(sample.key))
                 written += 1
+            skipped = counter.total
     print(f"wrote {written} images to {out_dir}" + (f", skipped {skipped} unreadable" if skipped else ""))
     return 0
 
