@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import load_file
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "inference"))
-from trained import train_checkpoint  # noqa: E402
+from tiny_trained import train_checkpoint  # noqa: E402
 
 from mredit.cli import main  # noqa: E402
 from mredit.export.export import load_module_from_checkpoint  # noqa: E402

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
-from conftest import reward_pipeline
 from PIL import Image
+from tiny_model import reward_pipeline
 
 from mredit.cli import main
 from mredit.export.export import export_module

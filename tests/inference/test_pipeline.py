@@ -1,10 +1,9 @@
 import numpy as np
 import pytest
 import torch
-from conftest import as_module, reward_pipeline
 from diffusers import EulerAncestralDiscreteScheduler, StableDiffusionInstructPix2PixPipeline
 from PIL import Image
-from tiny_model import tiny_parts
+from tiny_model import as_module, reward_pipeline, tiny_parts
 
 from mredit.export.export import export_module
 from mredit.inference.pipeline import RewardEditPipeline
