@@ -13,6 +13,7 @@ forward hooks on ``conv_in`` that are registered in a fixed order, so ``h = conv
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Literal
@@ -209,6 +210,9 @@ class SmartEditModule(RewardConditionedMixin, EMAMixin, pl.LightningModule):
         return self.text_encoder(ids, return_dict=True).last_hidden_state
 
     def load_previous_stage(self, path: str) -> None:
+        path = os.path.expanduser(os.path.expandvars(path))
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"init_from: checkpoint of the previous stage not found: {path}")
         checkpoint = torch.load(path, map_location="cpu", weights_only=False)
         result = self.load_state_dict(checkpoint.get("state_dict", checkpoint), strict=False)
         missing = [k for k in result.missing_keys if not k.startswith(FROZEN_PREFIXES) and "base_layer" not in k]
@@ -311,16 +315,20 @@ class SmartEditModule(RewardConditionedMixin, EMAMixin, pl.LightningModule):
 
     # ---- inference ---------------------------------------------------------------------------------------
     def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:
-        from mredit.models.smartedit.pipeline import edit_tensors
+        """``{"key": [...], "images": [PIL]}`` (the contract of ``mredit.inference.predict.EditedImageWriter``),
+        at the best rewards, with the EMA weights, seeded per batch."""
+        from mredit.models.smartedit.pipeline import edit_tensors, to_pil
 
-        edited = edit_tensors(self, batch["source"], list(batch["instruction"]), seed=batch_idx)
-        return {"key": list(batch["key"]), "edited": edited.cpu()}
+        with self.ema_weights():
+            edited = edit_tensors(self, batch["source"], list(batch["instruction"]), seed=batch_idx)
+        return {"key": list(batch["key"]), "images": [to_pil(image) for image in edited]}
 
     def edit(self, images: list, instructions: list[str], **options: Any) -> list:
-        """PIL images + instructions -> edited PIL images; see ``pipeline.edit_images`` for the options."""
+        """PIL images + instructions -> edited PIL images (EMA weights); options: ``pipeline.edit_images``."""
         from mredit.models.smartedit.pipeline import edit_images
 
-        return edit_images(self, images, instructions, **options)
+        with self.ema_weights():
+            return edit_images(self, images, instructions, **options)
 
     def export(self, out_dir: str) -> None:
         """Write the trained parts (EMA weights if enabled); see ``export.export_smartedit``."""

@@ -110,7 +110,11 @@ def edit_images(
         pixels = torch.from_numpy(np.asarray(image, dtype=np.float32) / 127.5 - 1.0).permute(2, 0, 1)[None]
         own_feedback = feedback[index] if feedback is not None and not isinstance(feedback[0], str) else feedback
         own_scores = torch.as_tensor(scores)[index] if per_image else scores
-        edited = edit_tensors(module, pixels, [instruction], own_scores, own_feedback, **options)[0]
-        array = ((edited.float().cpu().permute(1, 2, 0).numpy() + 1) * 127.5).round().clip(0, 255)
-        results.append(Image.fromarray(array.astype(np.uint8)))
+        results.append(to_pil(edit_tensors(module, pixels, [instruction], own_scores, own_feedback, **options)[0]))
     return results
+
+
+def to_pil(image: torch.Tensor) -> Image.Image:
+    """``[3, H, W]`` in [-1, 1] -> 8-bit RGB."""
+    array = ((image.detach().float().cpu().permute(1, 2, 0).numpy() + 1) * 127.5).round().clip(0, 255)
+    return Image.fromarray(array.astype(np.uint8))
