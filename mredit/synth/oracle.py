@@ -17,6 +17,7 @@ Each measure maps linearly to 0-5 between a tolerance (5) and a failure level (0
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -161,42 +162,35 @@ class OracleJudge(Judge):
         ``source`` and ``instruction`` are accepted for the Judge interface; the oracle re-renders the source.
         """
         scene, edit = parse_meta(meta)
-        res = scene.resolution
-        src, ans, mask = render_edit(scene, edit)
-        src, ans = quantize(src), quantize(ans)
-        out = image_array(edited, res)
-        src_f, ans_f, out_f = median3(src), median3(ans), median3(out)
-        erosion = max(1, round(res / 32))
+        ref = _reference(scene, edit)
+        out = image_array(edited, scene.resolution)
+        out_f = median3(out)
         return Judgement(
-            self._following(scene, edit, src_f, ans_f, out_f, mask, erosion),
-            self._preserving(scene, edit, ans_f, out_f, mask, erosion),
-            self._quality(src, ans, out, res),
+            self._following(scene, edit, ref, out_f),
+            self._preserving(scene, edit, ref, out_f),
+            self._quality(ref, out),
         )
 
     def _verdict(self, score: float, failure: str) -> PerspectiveJudgement:
         return PerspectiveJudgement(score, score >= VERDICT_THRESHOLD, NO_FAILURE if score >= 5.0 else failure)
 
-    def _following(self, scene, edit, src, ans, out, mask, erosion) -> PerspectiveJudgement:
-        region = _interior(mask > 0.5, erosion)
-        # pattern edges inside the region are where blur and blocking act: judge the flat parts of the answer
-        detail = local_range(ans)
-        flat = region & (detail < 0.05)
-        if flat.sum() < 3:  # a small textured region: its least detailed quarter
-            flat = region & (detail <= np.sort(detail[region])[max(2, region.sum() // 4)])
-        region = flat
+    def _following(self, scene: Scene, edit: Edit, ref: Reference, out: np.ndarray) -> PerspectiveJudgement:
+        region, src, ans = ref.edit_region, ref.source_filtered, ref.answer_filtered
         d_out = np.abs(out - ans).max(-1)[region]
         d_src = np.abs(src - ans).max(-1)[region]
         progress = 1.0 - np.clip(np.maximum(d_out - 0.1, 0.0) / np.maximum(d_src, 0.25), 0.0, 1.0)
-        error = 1.0 - float(progress.mean())
+        # pixels the edit must change weigh more than those it keeps (a texture's base colour)
+        weight = np.maximum(d_src, 0.2)
+        error = 1.0 - float((progress * weight).sum() / weight.sum())
         score = self.bands.following.score(error)
         return self._verdict(score, _following_feedback(scene, edit, src, out, region, error))
 
-    def _preserving(self, scene, edit, ans, out, mask, erosion) -> PerspectiveJudgement:
-        regions = _layout_regions(scene, edit, mask, erosion)
+    def _preserving(self, scene: Scene, edit: Edit, ref: Reference, out: np.ndarray) -> PerspectiveJudgement:
+        regions, ans = ref.regions, ref.answer_filtered
         if not regions:
             return PerspectiveJudgement(5.0, True, NO_FAILURE)
         if edit.category in WHOLE_IMAGE_CATEGORIES:
-            return self._layout(scene, ans, out, erosion)
+            return self._layout(scene, ref, out)
         # small regions are mostly anti-aliased rim, where blur and blocking move the mean: they count less
         changes = [float(np.abs(out[r].mean(0) - ans[r].mean(0)).max()) * min(1.0, r.sum() / 16) for _, r in regions]
         worst = int(np.argmax(changes))
@@ -217,21 +211,26 @@ class OracleJudge(Judge):
             )
         return self._verdict(score, failure)
 
-    def _layout(self, scene, ans, out, erosion) -> PerspectiveJudgement:
+    def _layout(self, scene: Scene, ref: Reference, out: np.ndarray) -> PerspectiveJudgement:
         """Whole-image edits may map every colour to another, but each region of the scene's layout must
         stay one colour: the share of pixels further from their region's median colour than in the answer.
-        Regions too small to have an interior at this resolution are not judged."""
-        labels = _label_map(scene)
+        An object whose region took the background's colour (in the output, not in the answer) has left it:
+        its whole region counts. Regions too small to have an interior at this resolution are not judged."""
+        ans = ref.answer_filtered
+        backgrounds = [core for label, core in ref.layout if label < 1]
         mismatched, counted, worst, worst_share = 0, 0, "background", 0.0
-        for label in np.unique(labels):
-            region = labels == label
-            core = erode(region, erosion + 1)
-            core = core if core.sum() >= 8 else erode(region, erosion)
-            if core.sum() < 4:
-                continue
+        for label, core in ref.layout:
             deviation = np.abs(out[core] - np.median(out[core], 0)).max(-1)
             expected = np.abs(ans[core] - np.median(ans[core], 0)).max(-1)
             bad = int((deviation - expected > 0.25).sum())
+            # (only where the background kept its expected colour: a washed-out image is a following failure)
+            if label >= 1 and any(
+                _same_color(out, core, bg, 0.08)
+                and not _same_color(ans, core, bg, 0.3)
+                and float(np.abs(np.median(out[bg], 0) - np.median(ans[bg], 0)).max()) < 0.1
+                for bg in backgrounds
+            ):
+                bad = int(core.sum())
             mismatched, counted = mismatched + bad, counted + int(core.sum())
             if bad / core.sum() > worst_share:
                 worst_share = bad / core.sum()
@@ -240,7 +239,8 @@ class OracleJudge(Judge):
         failure = "the background changed" if worst == "background" else f"the {worst} moved or changed shape"
         return self._verdict(score, failure)
 
-    def _quality(self, src, ans, out, res) -> PerspectiveJudgement:
+    def _quality(self, ref: Reference, out: np.ndarray) -> PerspectiveJudgement:
+        src, ans, res = ref.source, ref.answer, ref.source.shape[0]
         resid_out = np.abs(out - median3(out)).max(-1)
         # what the answer or the source legitimately show (patterns, corners) is not an artifact
         resid_ans = np.maximum(np.abs(ans - median3(ans)), np.abs(src - median3(src))).max(-1)
@@ -263,6 +263,45 @@ class OracleJudge(Judge):
         score = min(s for s, _ in scored)
         failures = [text for s, text in sorted(scored) if s < 5.0]
         return self._verdict(score, "; ".join(failures))
+
+
+@dataclass(frozen=True)
+class Reference:
+    """Everything the oracle derives from a scene and edit alone, cached across calls (read-only arrays)."""
+
+    source: np.ndarray  # as stored in 8 bits
+    answer: np.ndarray
+    source_filtered: np.ndarray  # 3x3 median
+    answer_filtered: np.ndarray
+    edit_region: np.ndarray  # where following is judged
+    regions: list[tuple[str, np.ndarray]]  # named regions preserving is judged on
+    layout: list[tuple[int, np.ndarray]]  # whole-image edits: the interior of each label of the layout
+
+
+@lru_cache(maxsize=512)
+def _reference(scene: Scene, edit: Edit) -> Reference:
+    src, ans, mask = render_edit(scene, edit)
+    src, ans = quantize(src), quantize(ans)
+    src_f, ans_f = median3(src), median3(ans)
+    erosion = max(1, round(scene.resolution / 32))
+    region = _interior(mask > 0.5, erosion)
+    # pattern edges inside the region are where blur and blocking act: judge the flat parts of the answer
+    detail = local_range(ans_f)
+    flat = region & (detail < 0.05)
+    if flat.sum() < 3:  # a small textured region: its least detailed quarter
+        flat = region & (detail <= np.sort(detail[region])[max(2, region.sum() // 4)])
+    layout = []
+    if edit.category in WHOLE_IMAGE_CATEGORIES:
+        labels = _label_map(scene)
+        for label in np.unique(labels):
+            core = erode(labels == label, erosion + 1)
+            core = core if core.sum() >= 8 else erode(labels == label, erosion)
+            if core.sum() >= 4:  # regions without an interior at this resolution are not judged
+                layout.append((int(label), core))
+    ref = Reference(src, ans, src_f, ans_f, flat, _layout_regions(scene, edit, mask, erosion), layout)
+    for array in (src, ans, src_f, ans_f, flat):
+        array.setflags(write=False)
+    return ref
 
 
 def parse_meta(meta: Any) -> tuple[Scene, Edit]:
@@ -288,6 +327,11 @@ def _label_map(scene: Scene) -> np.ndarray:
     for i, cov in enumerate(coverage):
         labels = np.where(cov > 0.5, i + 1, labels)
     return labels
+
+
+def _same_color(image: np.ndarray, a: np.ndarray, b: np.ndarray, tolerance: float) -> bool:
+    """Whether two regions of an image have about the same median colour."""
+    return float(np.abs(np.median(image[a], 0) - np.median(image[b], 0)).max()) < tolerance
 
 
 def _is_background(scene: Scene, color: str) -> bool:
