@@ -134,14 +134,14 @@ def annotate(
     concurrency: int = 16,
     limit: int | None = None,
     retry_failed: bool = False,
-    fsync: bool = True,
+    fsync_interval: float = 0.5,
 ) -> dict[str, Any]:
     """Annotate ``shards`` into ``out_dir/annotations.jsonl``; returns a summary (counts, cost, time)."""
     paths = resolve_shards(shards)
     out_path = Path(out_dir) / RECORDS_NAME
     started = time.perf_counter()
     stats: Counter = Counter()
-    with RecordWriter(out_path, fsync=fsync) as writer:
+    with RecordWriter(out_path, fsync_interval) as writer:
         records, unreadable = read_records(out_path)
         retry = ("error", "refused", "invalid") if retry_failed else RETRIED_ON_RESUME
         skip = done_ids(records, retry)
