@@ -37,7 +37,8 @@ SKIP_REASONS: tuple[str, ...] = (
     "unreadable_shard",
     "other",
 )
-_REMOTE_PREFIXES = ("pipe:", "http://", "https://", "s3://", "gs://", "hf://")
+# what webdataset.gopen opens besides local files (S3 goes through "pipe:aws s3 cp s3://... -")
+_REMOTE_PREFIXES = ("pipe:", "http://", "https://", "gs://", "hf://", "ais://", "sftp://", "ftps://", "scp://")
 
 
 def classify_skip(error: SampleError) -> str:
