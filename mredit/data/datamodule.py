@@ -144,6 +144,8 @@ class EditDataModule(pl.LightningDataModule):
         draft_decode: decode JPEGs at a reduced scale when the resolution allows it (much faster; the crops are
             the same regions, resampled from a smaller decode).
         seed: shard order, shuffle buffer, crops and flips are deterministic given the seed.
+        log_skipped: add a ``SkippedSamplesLogger`` to the trainer (if it has none), so the skip counts are logged
+            as metrics every epoch without any trainer configuration.
     """
 
     def __init__(
@@ -163,6 +165,7 @@ class EditDataModule(pl.LightningDataModule):
         val_samples: int | None = None,
         draft_decode: bool = True,
         seed: int = 0,
+        log_skipped: bool = True,
     ) -> None:
         super().__init__()
         if batch_size < 1 or num_workers < 0 or resolution < 1 or shuffle_buffer < 0:
@@ -174,7 +177,7 @@ class EditDataModule(pl.LightningDataModule):
         self.batch_size, self.num_workers, self.resolution = batch_size, num_workers, resolution
         self.random_crop, self.random_flip, self.shuffle_buffer = random_crop, random_flip, shuffle_buffer
         self.resampled, self.samples_per_epoch, self.val_samples = resampled, samples_per_epoch, val_samples
-        self.draft_decode, self.seed = draft_decode, seed
+        self.draft_decode, self.seed, self.log_skipped = draft_decode, seed, log_skipped
         self.shards: dict[str, list[str]] = {}
         self.skip_counters: dict[str, SkipCounter] = {}
 
@@ -198,6 +201,10 @@ class EditDataModule(pl.LightningDataModule):
             self.shards[split] = resolve_shards(spec)
             self.skip_counters.setdefault(split, SkipCounter())
         self._warn_uneven_split()
+        callbacks = getattr(self.trainer, "callbacks", None)
+        if self.log_skipped and isinstance(callbacks, list):
+            if not any(isinstance(c, SkippedSamplesLogger) for c in callbacks):
+                callbacks.append(SkippedSamplesLogger())  # Lightning calls the hooks of trainer.callbacks as listed
 
     def _warn_uneven_split(self) -> None:
         """Unequal shard counts per rank mean unequal batch counts, which can hang DDP collectives."""

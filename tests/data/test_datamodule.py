@@ -121,7 +121,6 @@ def test_trainer_logs_skipped_samples(tmp_path: Path, shard_dir: Path, make_samp
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
-        callbacks=[SkippedSamplesLogger()],
         default_root_dir=tmp_path,
     )
     trainer.fit(_TinyModel(), datamodule=dm)
@@ -129,6 +128,7 @@ def test_trainer_logs_skipped_samples(tmp_path: Path, shard_dir: Path, make_samp
     assert trainer.callback_metrics["data/skipped_train/unreadable_image"] == 2
     assert trainer.callback_metrics["data/skipped_val"] == 3  # cumulative: the sanity check read it too
     assert dm.skipped["train"]["unreadable_image"] == 2
+    assert sum(isinstance(c, SkippedSamplesLogger) for c in trainer.callbacks) == 1  # added by setup, once
 
 
 def test_epochs_through_workers_reshuffle_and_cover(shard_dir: Path) -> None:
