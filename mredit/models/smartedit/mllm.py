@@ -143,7 +143,12 @@ class LlavaMLLM(nn.Module):
         masks.append(prompt.suffix_mask.to(device))
         hidden = (
             self.llm.get_base_model()
-            .model(inputs_embeds=torch.cat(parts, 1), attention_mask=torch.cat(masks, 1).long(), return_dict=True)
+            .model(
+                inputs_embeds=torch.cat(parts, 1),
+                attention_mask=torch.cat(masks, 1).long(),
+                use_cache=False,
+                return_dict=True,
+            )
             .last_hidden_state
         )
         img_index = (prompt.img_index.to(device) + offset).unsqueeze(-1).expand(-1, -1, hidden.shape[-1])
