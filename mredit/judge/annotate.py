@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from PIL import Image
+from tqdm import tqdm
 
 from mredit.judge.base import Judge, Judgement, JudgeRequest, JudgeResult
 from mredit.judge.cost import Price, estimate
@@ -55,10 +56,13 @@ async def run_requests(
     fatal: list[BaseException] = []
     tasks: set[asyncio.Task] = set()
 
+    progress = tqdm(desc="judging", unit="sample", disable=None, dynamic_ncols=True)  # off when not a terminal
+
     def write(result: JudgeResult) -> None:
         writer.append(make_record(result, fingerprint))
         counts[result.status] += 1
         cost[0] += result.cost_usd
+        progress.update()
 
     async def one(request: JudgeRequest) -> None:
         try:
@@ -83,6 +87,7 @@ async def run_requests(
         while tasks and not fatal:
             await asyncio.wait(set(tasks), return_when=asyncio.FIRST_COMPLETED)
     finally:
+        progress.close()
         for task in tasks:
             task.cancel()
         if tasks:

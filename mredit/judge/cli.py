@@ -27,6 +27,7 @@ def add_judge_options(parser: argparse.ArgumentParser, default_mode: str = "comb
     group.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
     group.add_argument("--max-attempts", type=int, default=6, help="attempts per request on transient errors")
     group.add_argument("--retry-base", type=float, default=1.0, help="first backoff in seconds (doubles, jittered)")
+    group.add_argument("--transport", choices=("aiohttp", "httpx2"), default="aiohttp", help="HTTP client backend")
     group.add_argument("--price-in", type=float, help="override the input price, USD per 1M tokens")
     group.add_argument("--price-out", type=float, help="override the output price, USD per 1M tokens")
 
@@ -52,6 +53,7 @@ def judge_from_args(args: argparse.Namespace) -> Any:
         timeout=args.timeout,
         retry=RetryPolicy(max_attempts=args.max_attempts, base_delay=args.retry_base),
         price=price,
+        transport=args.transport,
     )
 
 

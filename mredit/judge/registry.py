@@ -13,7 +13,7 @@ from typing import Any
 from mredit.judge.base import Judge
 
 JUDGE_NAMES = ("openai", "azure", "compatible", "oracle")
-LVLM_ONLY_OPTIONS = ("model", "base_url", "api_key", "azure_endpoint", "api_version", "detail", "max_side")
+LVLM_ONLY_OPTIONS = ("model", "base_url", "api_key", "azure_endpoint", "api_version", "detail", "max_side", "transport")
 
 
 def build_judge(name: str, **options: Any) -> Judge:
