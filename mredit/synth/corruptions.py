@@ -226,7 +226,7 @@ def apply_corruption(image: np.ndarray, corruption: Corruption, ctx: EditContext
         image = gaussian_blur(image, (0.3 + 0.5 * sev) * res / 32)
     elif kind == "blotches":
         image = np.array(image, dtype=np.float32)
-        for _ in range(2 + round(6 * sev)):
+        for _ in range(2 + round(10 * sev)):
             y, x = (int(v) for v in rng.integers(0, res - 1, size=2))
             h, w = (int(v) for v in rng.integers(1, 3, size=2))
             image[y : y + h, x : x + w] = rng.uniform(0, 1, size=3)

@@ -45,7 +45,7 @@ POSITIONS: dict[str, tuple[float, float]] = {
 GLOBAL_ADJUSTS: tuple[str, ...] = ("brighten", "darken", "contrast", "tint")
 TINT_COLORS: tuple[str, ...] = ("red", "orange", "yellow", "green", "blue", "purple")
 STYLES: tuple[str, ...] = ("grayscale", "posterize", "invert", "sepia")
-MIN_GLOBAL_CHANGE = 0.08  # mean absolute pixel change a global/style edit must make to count as an edit
+MIN_GLOBAL_CHANGE = 0.15  # mean absolute pixel change a global/style edit must make to count as an edit
 
 SHAPE_WORDS = {
     "circle": ("circle", "round shape", "disc"),
@@ -180,7 +180,7 @@ def apply_pixel_edit(edit: Edit, image: np.ndarray) -> np.ndarray:
         if edit.adjust == "darken":
             return image * 0.5
         if edit.adjust == "contrast":
-            return np.clip((image - 0.5) * 1.8 + 0.5, 0.0, 1.0)
+            return np.clip((image - 0.5) * 2.0 + 0.5, 0.0, 1.0)
         return 0.6 * image + 0.4 * color_rgb(edit.color)
     if edit.category == "style":
         luma = image @ np.array([0.299, 0.587, 0.114], dtype=np.float32)

@@ -59,7 +59,7 @@ class OracleBands:
     preserving: Band = Band(0.08, 0.4)  # largest region colour change outside the edit
     layout: Band = Band(0.01, 0.1)  # whole-image edits: share of pixels off their layout region's colour
     noise: Band = Band(0.03, 0.15)  # median residual of the median filter beyond the answer's
-    specks: Band = Band(0.006, 0.04)  # fraction of pixels that are isolated specks
+    specks: Band = Band(0.004, 0.03)  # fraction of pixels that are isolated specks
     blur: Band = Band(0.1, 0.6)  # relative loss of edge sharpness
     blocking: Band = Band(0.1, 0.6)  # share of the in-block detail lost
 
@@ -166,15 +166,17 @@ class OracleJudge(Judge):
         out = image_array(edited, scene.resolution)
         out_f = median3(out)
         return Judgement(
-            self._following(scene, edit, ref, out_f),
-            self._preserving(scene, edit, ref, out_f),
+            self._following(scene, edit, ref, out_f, out),
+            self._preserving(scene, edit, ref, out_f, out),
             self._quality(ref, out),
         )
 
     def _verdict(self, score: float, failure: str) -> PerspectiveJudgement:
         return PerspectiveJudgement(score, score >= VERDICT_THRESHOLD, NO_FAILURE if score >= 5.0 else failure)
 
-    def _following(self, scene: Scene, edit: Edit, ref: Reference, out: np.ndarray) -> PerspectiveJudgement:
+    def _following(
+        self, scene: Scene, edit: Edit, ref: Reference, out: np.ndarray, raw: np.ndarray
+    ) -> PerspectiveJudgement:
         region, src, ans = ref.edit_region, ref.source_filtered, ref.answer_filtered
         d_out = np.abs(out - ans).max(-1)[region]
         d_src = np.abs(src - ans).max(-1)[region]
@@ -182,17 +184,30 @@ class OracleJudge(Judge):
         # pixels the edit must change weigh more than those it keeps (a texture's base colour)
         weight = np.maximum(d_src, 0.2)
         error = 1.0 - float((progress * weight).sum() / weight.sum())
+        # a region drowned in clutter shows nothing recognisable, whatever its average colour
+        error = max(error, min(1.0, (_clutter(raw, ref.answer, region) - 0.15) / 0.1))
         score = self.bands.following.score(error)
         return self._verdict(score, _following_feedback(scene, edit, src, out, region, error))
 
-    def _preserving(self, scene: Scene, edit: Edit, ref: Reference, out: np.ndarray) -> PerspectiveJudgement:
+    def _preserving(
+        self, scene: Scene, edit: Edit, ref: Reference, out: np.ndarray, raw: np.ndarray
+    ) -> PerspectiveJudgement:
         regions, ans = ref.regions, ref.answer_filtered
         if not regions:
             return PerspectiveJudgement(5.0, True, NO_FAILURE)
         if edit.category in WHOLE_IMAGE_CATEGORIES:
             return self._layout(scene, ref, out)
         # small regions are mostly anti-aliased rim, where blur and blocking move the mean: they count less
-        changes = [float(np.abs(out[r].mean(0) - ans[r].mean(0)).max()) * min(1.0, r.sum() / 16) for _, r in regions]
+        # and a region drowned in clutter has changed even when its average colour has not
+        changes = [
+            max(
+                float(np.abs(out[r].mean(0) - ans[r].mean(0)).max()),
+                2 * _clutter(raw, ref.answer, r) - 0.2,
+                2 * float(np.abs(out[r] - ans[r]).max(-1).mean()) - 0.16,
+            )
+            * min(1.0, r.sum() / 16)
+            for _, r in regions
+        ]
         worst = int(np.argmax(changes))
         score = self.bands.preserving.score(changes[worst])
         shifted = sum(c > self.bands.preserving.tolerance for c in changes)
@@ -327,6 +342,11 @@ def _label_map(scene: Scene) -> np.ndarray:
     for i, cov in enumerate(coverage):
         labels = np.where(cov > 0.5, i + 1, labels)
     return labels
+
+
+def _clutter(raw: np.ndarray, answer: np.ndarray, region: np.ndarray) -> float:
+    """How much more the unfiltered output varies inside a region than the answer does (std per channel)."""
+    return float(raw[region].std(0).mean() - answer[region].std(0).mean())
 
 
 def _same_color(image: np.ndarray, a: np.ndarray, b: np.ndarray, tolerance: float) -> bool:

@@ -1,0 +1,121 @@
+from __future__ import annotations
+
+import hashlib
+import json
+import tarfile
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from mredit.cli import main
+from mredit.data.shards import read_manifest, shard_paths
+from mredit.schema import REWARD_KEY, decode_sample
+from mredit.synth.corruptions import KINDS, CorruptionConfig
+from mredit.synth.edits import CATEGORIES
+from mredit.synth.generate import generate_samples, write_synth_shards
+from mredit.synth.oracle import OracleJudge
+
+
+def members(out_dir) -> dict[str, bytes]:
+    """Every tar member of a shard set, by name, whatever the sharding."""
+    found = {}
+    for path in shard_paths(out_dir):
+        with tarfile.open(path) as tar:
+            for info in tar.getmembers():
+                found[info.name] = tar.extractfile(info).read()
+    return found
+
+
+def test_samples_are_deterministic_and_well_formed():
+    a = list(generate_samples(20, "train", resolution=16, seed=3))
+    b = list(generate_samples(20, "train", resolution=16, seed=3))
+    assert [s.key for s in a] == [f"train_{i:06d}" for i in range(20)]
+    for x, y in zip(a, b):
+        assert x.instruction == y.instruction and x.meta == y.meta
+        assert np.array_equal(np.asarray(x.target), np.asarray(y.target))
+    sample = a[0]
+    assert sample.source.size == (16, 16) and sample.reward is None
+    assert set(sample.meta) >= {"dataset", "category", "scene", "edit", "corruptions", "split"}
+    assert sample.meta["dataset"] == "synth" and sample.meta["category"] in CATEGORIES
+    json.dumps(sample.meta)  # JSON-serialisable
+    assert [s.key for s in generate_samples(2, "train", 16, seed=3, start=5)] == ["train_000005", "train_000006"]
+
+
+def test_test_split_is_clean_and_balanced():
+    samples = list(generate_samples(21, "test", resolution=16, corrupt_rate=1.0, seed=0))
+    assert all(not s.meta["corruptions"] for s in samples)
+    assert Counter(s.meta["category"] for s in samples) == {c: 3 for c in CATEGORIES}
+
+
+def test_corrupt_rate_and_config():
+    samples = list(generate_samples(200, "train", resolution=16, corrupt_rate=0.5, seed=1))
+    rate = np.mean([bool(s.meta["corruptions"]) for s in samples])
+    assert 0.4 <= rate <= 0.6
+    flaws = [f for s in samples for f in s.meta["corruptions"]]
+    assert all(f["perspective"] == KINDS[f["kind"]] and 0.2 <= f["severity"] <= 1.0 for f in flaws)
+    assert {f["perspective"] for f in flaws} == {"following", "preserving", "quality"}
+    only_noise = CorruptionConfig(rate=1.0, perspective_weights={"quality": 1.0}, kind_weights={"noise": 1.0})
+    samples = list(generate_samples(10, "train", resolution=16, seed=1, corruption=only_noise))
+    assert all([f["kind"] for f in s.meta["corruptions"]] == ["noise"] for s in samples)
+    with pytest.raises(ValueError, match="unknown corruption kinds"):
+        CorruptionConfig(kind_weights={"smudge": 1.0})
+
+
+def test_rewards_come_from_the_oracle():
+    oracle = OracleJudge()
+    for sample in generate_samples(12, "train", resolution=32, corrupt_rate=0.5, seed=2, with_rewards=True):
+        expected = oracle.score(sample.source, sample.instruction, sample.target, sample.meta)
+        assert sample.reward.scores == expected.to_reward().scores
+        assert sample.reward.judge["provider"] == "oracle"
+        if not sample.meta["corruptions"]:
+            assert sample.reward.scores == [5.0, 5.0, 5.0]
+
+
+def test_shards_are_byte_identical_and_independent_of_shard_size(tmp_path):
+    write_synth_shards(tmp_path / "a", "train", 30, resolution=16, seed=4, shard_size=7)
+    write_synth_shards(tmp_path / "b", "train", 30, resolution=16, seed=4, shard_size=7)
+    manifest = write_synth_shards(tmp_path / "c", "train", 30, resolution=16, seed=4, shard_size=100)
+    digest = {
+        d: [
+            hashlib.sha256((tmp_path / d / s["path"]).read_bytes()).hexdigest()
+            for s in read_manifest(tmp_path / d)["shards"]
+        ]
+        for d in ("a", "b")
+    }
+    assert digest["a"] == digest["b"] and len(digest["a"]) == 5
+    assert members(tmp_path / "a") == members(tmp_path / "c")
+    assert not any(name.endswith(REWARD_KEY) for name in members(tmp_path / "c"))
+    assert manifest["num_samples"] == 30 and sum(manifest["categories"].values()) == 30
+    provenance = manifest["provenance"]
+    assert provenance["source"] == "synth" and provenance["seed"] == 4 and provenance["resolution"] == 16
+    flawed = [s.meta["corruptions"] for s in generate_samples(30, "train", resolution=16, seed=4)]
+    assert provenance["corrupted"] == sum(bool(f) for f in flawed) > 0
+    assert sum(provenance["corruption_kinds"].values()) == sum(len(f) for f in flawed)
+
+
+def test_cli_writes_decodable_shards(tmp_path, capsys):
+    out = tmp_path / "test"
+    argv = ["data", "synth", "--out", str(out), "--split", "test", "--num", "14", "--resolution", "16"]
+    assert main([*argv, "--with-rewards", "--shard-size", "5"]) == 0
+    assert json.loads(capsys.readouterr().out)["num_samples"] == 14
+    manifest = read_manifest(out)
+    assert manifest["reward_coverage"]["fraction"] == 1.0
+    assert manifest["score_histogram"]["following"] == {"5": 14}  # the test split is exact
+    with tarfile.open(shard_paths(out)[0]) as tar:
+        raw = {}
+        for info in tar.getmembers():
+            key, ext = info.name.split(".", 1)
+            raw.setdefault(key, {"__key__": key})[ext] = tar.extractfile(info).read()
+    sample = decode_sample(raw["test_000000"])
+    assert sample.reward.scores == [5.0, 5.0, 5.0] and sample.meta["category"] == "local"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [(["--num", "0"], "--num must be >= 1"), (["--num", "3", "--corrupt-rate", "2"], "corrupt rate must be in [0, 1]")],
+)
+def test_cli_errors_are_one_line(tmp_path, capsys, args, message):
+    assert main(["data", "synth", "--out", str(tmp_path), *args]) == 1
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err
