@@ -69,6 +69,8 @@ async def run_requests(
             write(await judge.judge(request))
         except FatalJudgeError as e:
             fatal.append(e)
+        except Exception as e:  # a judge bug must not lose the sample: record it (retried on the next run)
+            write(JudgeResult(request.key, "error", error=f"judge crashed: {type(e).__name__}: {e}"[:300]))
         finally:
             slots.release()
 

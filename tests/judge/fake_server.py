@@ -45,6 +45,7 @@ class FakeJudgeServer:
         self.lock = threading.Lock()
         self.attempts: dict[str, int] = {}
         self.chat_requests = 0
+        self.in_flight = self.peak_in_flight = 0
         self.files: dict[str, bytes] = {}
         self.batches: dict[str, dict[str, Any]] = {}
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
@@ -231,9 +232,14 @@ class FakeJudgeServer:
                     return
                 path = self.path.split("?", 1)[0]
                 if path.endswith("/chat/completions"):
+                    with server.lock:
+                        server.in_flight += 1
+                        server.peak_in_flight = max(server.peak_in_flight, server.in_flight)
                     if server.latency:
                         time.sleep(server.latency)
                     status, body, headers = server.chat(json.loads(payload))
+                    with server.lock:
+                        server.in_flight -= 1
                     self._send(status, body, headers)
                 elif path == "/v1/files":
                     data = _multipart_file(self.headers.get("content-type", ""), payload)

@@ -180,3 +180,43 @@ def test_dry_run_estimates_without_calling_the_api(tmp_path, fake_server):
     assert estimate["samples"] == 3 and estimate["usd_sync"] > 0 and estimate["prices_as_of"]
     assert estimate["usd_batch"] == pytest.approx(estimate["usd_sync"] / 2)
     assert fake_server.chat_requests == 0
+
+
+def test_concurrency_is_bounded(tmp_path, fake_server, make_judge):
+    fake_server.latency = 0.05
+    shards = write_shards(tmp_path / "shards", [f"edit {i}" for i in range(12)])
+    annotate([str(shards)], tmp_path / "out", make_judge(), concurrency=3)
+    assert 2 <= fake_server.peak_in_flight <= 3
+
+
+def test_a_crashing_judge_records_errors_instead_of_losing_samples(tmp_path):
+    from mredit.judge.base import Judge
+
+    class Broken(Judge):
+        fingerprint = {"provider": "broken"}
+
+        async def judge(self, request):
+            raise KeyError("bug")
+
+    shards = write_shards(tmp_path / "shards", ["a", "b"])
+    summary = annotate([str(shards)], tmp_path / "out", Broken())
+    assert summary["final"] == {"error": 2}
+    assert "judge crashed: KeyError" in read_records(tmp_path / "out/annotations.jsonl")[0][0]["error"]
+
+
+def test_cli_errors_are_one_line_and_export_works(tmp_path, fake_server, make_judge, capsys, monkeypatch):
+    from mredit.cli import main
+
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    shards = write_shards(tmp_path / "shards", ["make it red"])
+    assert (
+        main(["judge", "annotate", "--shards", str(shards), "--out", str(tmp_path / "o"), "--judge", "compatible"]) == 1
+    )
+    assert "needs --base-url" in capsys.readouterr().err
+    assert main(["judge", "annotate", "--shards", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 1
+    assert "shard not found" in capsys.readouterr().err
+    annotate([str(shards)], tmp_path / "out", make_judge())
+    records = str(tmp_path / "out/annotations.jsonl")
+    assert main(["judge", "export", "--records", records, "--out", str(tmp_path / "r.json")]) == 0
+    assert json.loads(capsys.readouterr().out)["exported"] == 1
+    assert list(json.loads((tmp_path / "r.json").read_text())) == ["s000"]
