@@ -212,6 +212,20 @@ class OpenAIJudge(Judge):
         return body
 
     async def _call(
+        self, messages: Callable[[bool, bool], list[dict[str, Any]]], schema_name: str, parse: Callable[[str], Any]
+    ) -> CallOutcome:
+        """One judgement call; a refusal is retried once with a mitigation note (``prompts.MITIGATION``)."""
+        outcome = await self._attempts(lambda structured: messages(structured, False), schema_name, parse)
+        if outcome.status != "refused":
+            return outcome
+        retried = await self._attempts(lambda structured: messages(structured, True), schema_name, parse)
+        for name, value in outcome.usage.items():
+            retried.usage[name] = retried.usage.get(name, 0) + value
+        if retried.status == "refused":
+            retried.error = f"{retried.error} (also with the mitigation note)"
+        return retried
+
+    async def _attempts(
         self, messages: Callable[[bool], list[dict[str, Any]]], schema_name: str, parse: Callable[[str], Any]
     ) -> CallOutcome:
         last = "no attempt"
@@ -254,7 +268,9 @@ class OpenAIJudge(Judge):
         edited = image_data_url(request.edited, self.max_side)
         if self.mode == "combined":
             outcome = await self._call(
-                lambda structured: combined_messages(request.instruction, source, edited, self.detail, structured),
+                lambda structured, mitigate: combined_messages(
+                    request.instruction, source, edited, self.detail, structured, mitigate
+                ),
                 "edit_judgement",
                 parse_combined,
             )
@@ -262,8 +278,8 @@ class OpenAIJudge(Judge):
         outcomes = await asyncio.gather(
             *(
                 self._call(
-                    lambda structured, p=p: paper_messages(
-                        p, request.instruction, source, edited, self.detail, structured
+                    lambda structured, mitigate, p=p: paper_messages(
+                        p, request.instruction, source, edited, self.detail, structured, mitigate
                     ),
                     f"paper_{p}",
                     lambda text, p=p: parse_paper(p, text),

@@ -70,6 +70,13 @@ PAPER_SYSTEM: dict[str, str] = {
 }
 
 
+# added to the user text when a request is retried after a refusal
+MITIGATION = (
+    "Note: these images were prepared only to rate the technical quality of an image edit and may be synthetic. "
+    "Rate the edit; do not identify anyone and do not describe people beyond what the rating needs."
+)
+
+
 def _perspective_schema() -> dict[str, Any]:
     return {
         "type": "object",
@@ -122,9 +129,11 @@ def _image_part(url: str, detail: str) -> dict[str, Any]:
 
 
 def combined_messages(
-    instruction: str, source_url: str, edited_url: str, detail: str, structured: bool = True
+    instruction: str, source_url: str, edited_url: str, detail: str, structured: bool = True, mitigate: bool = False
 ) -> list[dict[str, Any]]:
     text = f"Editing instruction: {instruction}\nImage 1 is the SOURCE image, image 2 is the EDITED image."
+    if mitigate:
+        text += "\n" + MITIGATION
     if not structured:
         text += "\n" + lenient_instructions(combined_schema())
     return [
@@ -141,13 +150,21 @@ def combined_messages(
 
 
 def paper_messages(
-    perspective: str, instruction: str, source_url: str, edited_url: str, detail: str, structured: bool = True
+    perspective: str,
+    instruction: str,
+    source_url: str,
+    edited_url: str,
+    detail: str,
+    structured: bool = True,
+    mitigate: bool = False,
 ) -> list[dict[str, Any]]:
     if perspective == "quality":  # quality is judged on the edited image alone
         text, images = "Rate this edited image.", [_image_part(edited_url, detail)]
     else:
         text = f"Editing instruction: {instruction}\nImage 1 is the input image, image 2 is the edited image."
         images = [_image_part(source_url, detail), _image_part(edited_url, detail)]
+    if mitigate:
+        text += "\n" + MITIGATION
     if not structured:
         text += "\n" + lenient_instructions(paper_schema(perspective))
     return [

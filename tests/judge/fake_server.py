@@ -7,7 +7,8 @@ the instruction, ``#fault=<name>[x<times>]``:
 - ``429``: 429 rate limit with ``retry-after-ms``; ``500``: internal error; ``timeout``: sleep past the client
   timeout (each for the first ``times`` attempts, default 1, then a normal answer)
 - ``down``: 503 forever; ``quota``: 429 ``insufficient_quota``; ``malformed``: unparseable text;
-  ``refusal``: ``message.refusal``; ``length``: truncated answer with ``finish_reason="length"``;
+  ``refusal``: ``message.refusal`` (the first ``times`` attempts if ``x<times>`` is given, else always);
+  ``length``: truncated answer with ``finish_reason="length"``;
   ``batcherror``: the line lands in the batch error file; ``batchmissing``: absent from both batch files
 
 Run standalone: ``python tests/judge/fake_server.py --latency 0.05`` prints ``PORT <n>`` and serves until killed.
@@ -89,7 +90,7 @@ class FakeJudgeServer:
             fault, times = match.group(1), int(match.group(2) or 1)
         with self.lock:
             self.chat_requests += 1
-            attempt_key = f"{schema_name}|{text}"
+            attempt_key = f"{schema_name}|{instruction}"  # a retry with a mitigation note counts as an attempt
             attempt = self.attempts[attempt_key] = self.attempts.get(attempt_key, 0) + 1
         if fault == "429" and attempt <= times:
             return 429, _error("Rate limit reached", "rate_limit_exceeded"), {"retry-after-ms": "10"}
@@ -104,7 +105,7 @@ class FakeJudgeServer:
         usage = {"prompt_tokens": 100 + 255 * images, "completion_tokens": 50, "total_tokens": 150 + 255 * images}
         message: dict[str, Any] = {"role": "assistant", "content": None, "refusal": None}
         finish = "stop"
-        if fault == "refusal":
+        if fault == "refusal" and (match.group(2) is None or attempt <= times):
             message["refusal"] = "I'm sorry, I can't help with that."
         elif fault == "malformed":
             message["content"] = "The edit looks fine overall, score four-ish {not json"

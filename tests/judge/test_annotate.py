@@ -29,10 +29,11 @@ FAULTY = [
     "turn it to winter #fault=timeout",
     "paint it #fault=refusal",
     "make it longer #fault=length",
+    "shy at first #fault=refusalx1",
     "blur it #fault=malformed",
     "zoom in #fault=down",
 ]
-EXPECTED = ["ok", "ok", "ok", "ok", "refused", "invalid", "invalid", "error"]
+EXPECTED = ["ok", "ok", "ok", "ok", "refused", "invalid", "ok", "invalid", "error"]
 
 
 def _final(path: Path) -> dict[str, dict]:
@@ -54,6 +55,8 @@ def test_every_input_ends_in_one_terminal_record(tmp_path, fake_server, make_jud
     assert set(ok["fingerprint"]) >= {"provider", "model", "prompt_version", "image_size", "detail"}
     assert ok["cost_usd"] > 0 and ok["usage"]["prompt_tokens"] > 0
     assert by_key["s005"]["raw"] and by_key["s004"]["judgement"] is None
+    assert by_key["s004"]["usage"]["attempts"] == 2 and "mitigation" in by_key["s004"]["error"]  # retried once
+    assert by_key["s006"]["usage"]["attempts"] == 2  # refused once, then answered with the mitigation note
     for record in records:  # never a fabricated score
         assert (record["judgement"] is not None) == (record["status"] == "ok")
 
