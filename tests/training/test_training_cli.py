@@ -10,7 +10,7 @@ import time
 
 import pytest
 import torch
-from conftest import REPO, cli_args, run_mredit
+from training_helpers import REPO, cli_args, run_mredit
 
 
 def _cli_error(argv: list[str], capsys) -> tuple[int, str]:
