@@ -15,7 +15,7 @@ import numpy as np
 
 from mredit.synth.edits import OBJECT_CATEGORIES, WHOLE_IMAGE_CATEGORIES, Edit, render_edit, scene_colors
 from mredit.synth.filters import block_mean, gaussian_blur
-from mredit.synth.scene import COLOR_NAMES, Background, Scene, color_distance, color_rgb, fits, render_layers
+from mredit.synth.scene import COLOR_NAMES, Background, Scene, color_distance, color_rgb, fits, pick, render_layers
 
 KINDS: dict[str, str] = {
     "no_change": "following",
@@ -138,7 +138,7 @@ def applicable_kinds(ctx: EditContext) -> list[str]:
 
 def _other_color(rng: np.random.Generator, avoid: list[str]) -> str:
     choices = [c for c in COLOR_NAMES if all(color_distance(c, a) >= 0.35 for a in avoid)]
-    return str(rng.choice(choices or [c for c in COLOR_NAMES if c not in avoid]))
+    return pick(rng, choices or [c for c in COLOR_NAMES if c not in avoid])
 
 
 def _answer_of(scene: Scene, edit: Edit) -> np.ndarray:
@@ -200,12 +200,12 @@ def apply_corruption(image: np.ndarray, corruption: Corruption, ctx: EditContext
         new_object = replace(edit.new_object, color=wrong) if edit.new_object else None
         image = image + sev * (_answer_of(scene, replace(edit, color=wrong, new_object=new_object)) - ctx.answer)
     elif kind == "wrong_object":
-        other = int(rng.choice(ctx.others()))
+        other = pick(rng, ctx.others())
         image = image + sev * (_answer_of(scene, replace(edit, target=other)) - ctx.answer)
     elif kind == "partial":
         image = image + _partial_keep(ctx, sev, rng)[..., None] * (ctx.source - ctx.answer)
     elif kind in ("object_moved", "object_recolored"):
-        index = int(rng.choice(ctx.others()))
+        index = pick(rng, ctx.others())
         if kind == "object_moved":
             changed = _move_object(ctx, index, sev, rng)
             image = image + out * (_answer_of(changed, edit) - ctx.answer)

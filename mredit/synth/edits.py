@@ -25,6 +25,7 @@ from mredit.synth.scene import (
     color_distance,
     color_rgb,
     fits,
+    pick,
     render_layers,
 )
 
@@ -215,30 +216,30 @@ def render_edit(scene: Scene, edit: Edit) -> tuple[np.ndarray, np.ndarray, np.nd
 def refer(scene: Scene, index: int, rng: np.random.Generator) -> str:
     """An unambiguous phrase for an object: colours are unique in a scene, shapes may be too."""
     obj = scene.objects[index]
-    shape_word = str(rng.choice(SHAPE_WORDS[obj.shape]))
+    shape_word = pick(rng, SHAPE_WORDS[obj.shape])
     options = [f"the {obj.color} {shape_word}", f"the {obj.color} shape", f"the {obj.color} one"]
     if sum(o.shape == obj.shape for o in scene.objects) == 1:
         options += [f"the {shape_word}"] * 2
-    return str(rng.choice(options))
+    return pick(rng, options)
 
 
 def instruction_for(scene: Scene, edit: Edit, rng: np.random.Generator) -> str:
     key = {"global": edit.adjust, "style": edit.style}.get(edit.category, edit.category)
-    template = str(rng.choice(TEMPLATES[key]))
+    template = pick(rng, TEMPLATES[key])
     fields: dict[str, str] = {"color": edit.color or ""}
     if edit.target is not None:
         fields["ref"] = refer(scene, edit.target, rng)
     if edit.category == "add":
-        fields |= {"shape": str(rng.choice(SHAPE_WORDS[edit.new_object.shape])), "position": edit.position}
+        fields |= {"shape": pick(rng, SHAPE_WORDS[edit.new_object.shape]), "position": edit.position}
     if edit.category == "texture":
         words = PATTERN_WORDS[edit.pattern]
-        fields |= {"pattern": str(rng.choice(words)), "pattern_one": words[-1]}
+        fields |= {"pattern": pick(rng, words), "pattern_one": words[-1]}
     return template.format(**fields)
 
 
 def _new_color(rng: np.random.Generator, avoid: list[str]) -> str | None:
     choices = [c for c in COLOR_NAMES if all(color_distance(c, a) >= 0.3 for a in avoid)]
-    return str(rng.choice(choices)) if choices else None
+    return pick(rng, choices) if choices else None
 
 
 def scene_colors(scene: Scene) -> list[str]:
@@ -259,7 +260,7 @@ def sample_edit(scene: Scene, category: str, rng: np.random.Generator) -> Edit |
             return None
         if category == "local":
             return Edit("local", target=target, color=color)
-        return Edit("texture", target=target, color=color, pattern=str(rng.choice(TEXTURE_PATTERNS)))
+        return Edit("texture", target=target, color=color, pattern=pick(rng, TEXTURE_PATTERNS))
     if category == "add":
         free = []
         size = round(float(rng.uniform(0.12, 0.17)), 4)
@@ -268,19 +269,19 @@ def sample_edit(scene: Scene, category: str, rng: np.random.Generator) -> Edit |
                 free.append(name)
         if not free or len(scene.objects) >= 4:
             return None
-        position = str(rng.choice(free))
+        position = pick(rng, free)
         x, y = POSITIONS[position]
         color = _new_color(rng, scene_colors(scene))
         if color is None:
             return None
-        new = SceneObject(str(rng.choice(SHAPES)), color, x, y, size)
+        new = SceneObject(pick(rng, SHAPES), color, x, y, size)
         return Edit("add", color=new.color, new_object=new, position=position)
     if category == "background":
         color = _new_color(rng, [o.color for o in scene.objects] + [scene.background.color])
         return Edit("background", color=color) if color else None
     if category == "global":
-        adjust = str(rng.choice(GLOBAL_ADJUSTS))
-        return Edit("global", adjust=adjust, color=str(rng.choice(TINT_COLORS)) if adjust == "tint" else None)
+        adjust = pick(rng, GLOBAL_ADJUSTS)
+        return Edit("global", adjust=adjust, color=pick(rng, TINT_COLORS) if adjust == "tint" else None)
     if category == "style":
-        return Edit("style", style=str(rng.choice(STYLES)))
+        return Edit("style", style=pick(rng, STYLES))
     raise ValueError(f"unknown edit category {category!r}")

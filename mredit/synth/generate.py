@@ -21,7 +21,7 @@ from mredit.schema import EditSample
 from mredit.synth.corruptions import CorruptionConfig, EditContext, apply_corruption, sample_corruptions
 from mredit.synth.edits import CATEGORIES, MIN_GLOBAL_CHANGE, WHOLE_IMAGE_CATEGORIES, instruction_for, sample_edit
 from mredit.synth.oracle import OracleJudge
-from mredit.synth.scene import random_scene, to_uint8
+from mredit.synth.scene import pick, random_scene, to_uint8
 
 SPLITS: dict[str, int] = {"train": 0, "test": 1}
 SHARD_MTIME = 0.0  # fixed, so that the same seed gives byte-identical shards
@@ -62,7 +62,7 @@ def make_sample(
     if resolution < 8:
         raise ValueError(f"resolution must be >= 8, got {resolution}")
     rng = np.random.default_rng([seed, SPLITS[split], index])
-    category = CATEGORIES[index % len(CATEGORIES)] if split == "test" else str(rng.choice(CATEGORIES))
+    category = CATEGORIES[index % len(CATEGORIES)] if split == "test" else pick(rng, CATEGORIES)
     ctx = _draw_edit(rng, category, resolution)
     instruction = instruction_for(ctx.scene, ctx.edit, rng)
     config = corruption or CorruptionConfig()

@@ -196,22 +196,28 @@ def texture_period(resolution: int) -> int:
     return max(4, round(resolution / 4))
 
 
+def pick(rng: np.random.Generator, options):
+    """One element of a sequence (much faster than ``rng.choice`` on a Python list)."""
+    return options[int(rng.integers(len(options)))]
+
+
 def render_layers(scene: Scene) -> tuple[np.ndarray, list[np.ndarray]]:
     """The rendered image [R, R, 3] in [0, 1] and each object's visible coverage (after occlusion)."""
     res = scene.resolution
     bg = scene.background
     image = np.array(pattern_fill(bg.pattern, bg.color, bg.color2, res, background_period(res)), dtype=np.float32)
     coverages = [object_coverage(o, res) for o in scene.objects]
-    visible = []
-    for i, (obj, cov) in enumerate(zip(scene.objects, coverages)):
+    for obj, cov in zip(scene.objects, coverages):
         tex = obj.texture
         fill = pattern_fill(
             tex.pattern if tex else "solid", obj.color, tex.color if tex else None, res, texture_period(res)
         )
         image += cov[..., None] * (fill - image)
-        occluders = [coverages[j] for j in range(i + 1, len(coverages))]
-        visible.append(cov * np.prod([1 - c for c in occluders], axis=0) if occluders else cov)
-    return image, visible
+    visible, unoccluded = [], np.ones((res, res), np.float32)
+    for cov in reversed(coverages):  # from the top: what later objects leave uncovered
+        visible.append(cov * unoccluded)
+        unoccluded = unoccluded * (1.0 - cov)
+    return image, visible[::-1]
 
 
 def render(scene: Scene) -> np.ndarray:
@@ -244,17 +250,16 @@ def random_scene(rng: np.random.Generator, resolution: int, num_objects: int) ->
 
     Shapes may be at most slightly overlapping; every (colour, shape) is unique, so a colour alone names an object.
     """
-    pattern = str(rng.choice(BACKGROUND_PATTERNS, p=[0.6, 0.2, 0.2]))
-    bg_color = str(rng.choice(COLOR_NAMES))
+    pattern = BACKGROUND_PATTERNS[int(np.searchsorted([0.6, 0.8], rng.random(), side="right"))]  # 60/20/20
+    bg_color = pick(rng, COLOR_NAMES)
     bg_color2 = None
     if pattern != "solid":
-        bg_color2 = str(
-            rng.choice([c for c in COLOR_NAMES if 0.2 <= color_distance(c, bg_color) <= 0.5] or COLOR_NAMES)
-        )
+        near = [c for c in COLOR_NAMES if 0.2 <= color_distance(c, bg_color) <= 0.5]
+        bg_color2 = pick(rng, near or [c for c in COLOR_NAMES if c != bg_color])
     scene = Scene(Background(bg_color, pattern, bg_color2), (), resolution)
     taken = [c for c in (bg_color, bg_color2) if c]
     for _ in range(num_objects):
-        color = str(rng.choice([c for c in COLOR_NAMES if _far_enough(c, taken)]))
+        color = pick(rng, [c for c in COLOR_NAMES if _far_enough(c, taken)])
         for _attempt in range(50):
             size = float(rng.uniform(0.12, 0.19))
             x, y = (float(v) for v in rng.uniform(size + 0.02, 1 - size - 0.02, size=2))
@@ -262,7 +267,7 @@ def random_scene(rng: np.random.Generator, resolution: int, num_objects: int) ->
                 break
         else:
             break  # the frame is full: fewer objects than asked
-        obj = SceneObject(str(rng.choice(SHAPES)), color, round(x, 4), round(y, 4), round(size, 4))
+        obj = SceneObject(pick(rng, SHAPES), color, round(x, 4), round(y, 4), round(size, 4))
         scene = replace(scene, objects=scene.objects + (obj,))
         taken.append(color)
     return scene
