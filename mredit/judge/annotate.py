@@ -43,10 +43,10 @@ async def run_requests(
     judge: Judge,
     writer: RecordWriter,
     concurrency: int,
+    record_extras: dict[str, dict[str, Any]] | None = None,
 ) -> tuple[Counter, float]:
-    """Judge each request (a ready ``JudgeResult`` is written as is) and append its record.
-
-    Returns the status counts and the summed cost of this run."""
+    """Judge each request (a ready ``JudgeResult`` is written as is) and append its record, plus
+    ``record_extras[key]`` when given. Returns the status counts and the summed cost of this run."""
     if concurrency < 1:
         raise ValueError(f"concurrency must be >= 1, got {concurrency}")
     fingerprint = judge.fingerprint
@@ -59,7 +59,7 @@ async def run_requests(
     progress = tqdm(desc="judging", unit="sample", disable=None, dynamic_ncols=True)  # off when not a terminal
 
     def write(result: JudgeResult) -> None:
-        writer.append(make_record(result, fingerprint))
+        writer.append({**make_record(result, fingerprint), **(record_extras or {}).get(result.key, {})})
         counts[result.status] += 1
         cost[0] += result.cost_usd
         progress.update()

@@ -10,6 +10,7 @@ judged ``ok``, and lists the missing edits and failed judgements (they are never
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from collections import Counter
 from collections.abc import Iterator
@@ -30,11 +31,20 @@ NUM_BOOTSTRAP = 1000
 THUMB = 96
 
 
+def _edit_hashes(items: list[BenchmarkItem], edits_dir: Path) -> dict[str, dict[str, str]]:
+    """sha256 of each edit file: a judgement is reused on resume only for the very same edit."""
+    hashes = {}
+    for item in items:
+        path = edits_dir / f"{item.id}.png"
+        hashes[item.id] = {"edit_sha256": hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None}
+    return hashes
+
+
 def _requests(
-    items: list[BenchmarkItem], edits_dir: Path, skip: set[str], fingerprint: dict[str, Any]
+    items: list[BenchmarkItem], edits_dir: Path, done: dict[str, dict[str, Any]], hashes: dict[str, dict[str, str]]
 ) -> Iterator[JudgeRequest | JudgeResult]:
     for item in items:
-        if record_id(item.id, fingerprint) in skip:
+        if item.id in done and done[item.id].get("edit_sha256") == hashes[item.id]["edit_sha256"]:
             continue
         if item.error is not None:
             yield JudgeResult(item.id, "invalid", error=f"bad benchmark item: {item.error}")
@@ -226,9 +236,17 @@ def evaluate_edits(
     present = [item for item in items if item.id not in set(missing)]
     fingerprint = judge.fingerprint
     records_path = out_dir / RECORDS_NAME
+    hashes = _edit_hashes(present, edits_dir)
     with RecordWriter(records_path) as writer:
-        skip = done_ids(read_records(records_path)[0])
-        asyncio.run(run_requests(_requests(present, edits_dir, skip, fingerprint), judge, writer, concurrency))
+        records = read_records(records_path)[0]
+        done_set = done_ids(records)
+        done = {
+            r["key"]: r
+            for rid, r in final_view(records).items()
+            if rid in done_set and rid == record_id(r["key"], fingerprint)
+        }
+        requests = _requests(present, edits_dir, done, hashes)
+        asyncio.run(run_requests(requests, judge, writer, concurrency, record_extras=hashes))
     current = {
         r["key"]: r for r in final_view(read_records(records_path)[0]).values() if r["fingerprint"] == fingerprint
     }

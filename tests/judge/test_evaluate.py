@@ -6,7 +6,7 @@ import json
 import random
 
 import pytest
-from conftest import API_KEY, tiny_image, write_shards
+from conftest import API_KEY, tiny_image, write_corrupt_tar, write_shards
 from fake_server import expected_scores
 
 from mredit.cli import main
@@ -63,6 +63,9 @@ def test_evaluate_combined_results_report_and_resume(tmp_path, fake_server, make
     before = fake_server.chat_requests
     again = evaluate_edits(tmp_path / "edits", bench, make_judge(), tmp_path / "out", mode="combined")
     assert fake_server.chat_requests == before and again["overall"] == results["overall"]
+    tiny_image(random.Random(9)).save(tmp_path / "edits" / "a1.png")  # a new edit is judged again, not reused
+    evaluate_edits(tmp_path / "edits", bench, make_judge(), tmp_path / "out", mode="combined")
+    assert fake_server.chat_requests == before + 1
 
 
 def test_evaluate_paper_mode_makes_three_calls_per_edit(tmp_path, fake_server, make_judge):
@@ -83,8 +86,11 @@ def test_shards_as_benchmark(tmp_path, fake_server, make_judge):
     ]
     (tmp_path / "edits").mkdir()
     tiny_image(random.Random(0)).save(tmp_path / "edits/s000.png")
-    results = evaluate_edits(tmp_path / "edits", str(shards), make_judge(), tmp_path / "out")
-    assert results["coverage"]["missing_edits"] == ["s001"] and set(results["per_category"]) == {"local", "add"}
+    bad = write_corrupt_tar(tmp_path / "bad.tar")
+    results = evaluate_edits(tmp_path / "edits", [str(shards), str(bad)], make_judge(), tmp_path / "out")
+    assert results["coverage"]["missing_edits"] == ["s001"]
+    assert set(results["per_category"]) == {"local", "add", "uncategorised"}
+    assert results["coverage"]["statuses"] == {"ok": 1, "invalid": 1} and "broken" in results["coverage"]["failed"]
 
 
 def test_bootstrap_is_seeded_and_handles_empty():
