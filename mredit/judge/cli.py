@@ -33,8 +33,9 @@ def add_judge_options(parser: argparse.ArgumentParser, default_mode: str = "comb
 
 
 def judge_from_args(args: argparse.Namespace) -> Any:
-    if args.judge == "oracle":
-        return build_judge("oracle")
+    if args.judge == "oracle":  # LVLM options given by the user are rejected by build_judge
+        names = ("model", "base_url", "azure_endpoint", "api_version", "detail", "max_side")
+        return build_judge("oracle", **{name: getattr(args, name) for name in names})
     from mredit.judge.cost import price_for
 
     price = None

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageOps
 
 from mredit.judge.annotate import run_requests
 from mredit.judge.base import Judge, JudgeRequest, JudgeResult
@@ -206,7 +206,8 @@ def write_thumbnails(
         with Image.open(edits_dir / f"{item.id}.png") as edit:
             pair = (item.load_image(), edit.convert("RGB"))
         for column, image in enumerate(pair):
-            grid.paste(image.resize((THUMB, THUMB)), (column * THUMB, top + caption))
+            method = Image.Resampling.NEAREST if max(image.size) < THUMB else Image.Resampling.LANCZOS
+            grid.paste(ImageOps.contain(image, (THUMB, THUMB), method), (column * THUMB, top + caption))
         judgement = records[item.id]["judgement"]
         scores = "/".join(f"{judgement[p]['score']:g}" for p in PERSPECTIVES)
         draw.text((2, top + 1), f"{item.category} {item.id[:14]} {scores}", fill="black")
