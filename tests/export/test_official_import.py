@@ -126,3 +126,18 @@ def test_conditioner_switches_and_null_condition() -> None:
     assert torch.allclose(dropped.latent(h0)[1], kept.latent(h0)[1], atol=1e-6)
     with pytest.raises(ValueError, match="no null_condition"):
         scores_only(scores, fb, drop)
+
+
+def test_import_cli_then_edit(official_folder, tmp_path, capsys) -> None:
+    from PIL import Image
+
+    from mredit.cli import main
+
+    out = tmp_path / "imported"
+    assert main(["import", "official", "--src", str(official_folder), "--out", str(out)]) == 0
+    Image.new("RGB", (16, 16), (200, 30, 30)).save(tmp_path / "in.png")
+    edit = ["edit", "--model", str(out), "--image", str(tmp_path / "in.png"), "--instruction", "make it blue"]
+    assert main([*edit, "--steps", "2", "--resolution", "16", "--out", str(tmp_path / "out.png")]) == 0
+    assert Image.open(tmp_path / "out.png").size == (16, 16)
+    assert main(["import", "official", "--src", str(tmp_path / "nothing"), "--out", str(tmp_path / "x")]) == 1
+    assert "has no unet/" in capsys.readouterr().err

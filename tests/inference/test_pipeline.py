@@ -109,3 +109,15 @@ def test_pixel_autoencoder_export_round_trip(tmp_path) -> None:
     loaded = RewardEditPipeline.from_pretrained(out)
     assert type(loaded.conditioner) is type(pipe.conditioner)
     assert torch.equal(_run(loaded, 2), _run(pipe, 2))
+
+
+def test_paper_conditioner_with_token_feedback() -> None:
+    from mredit.conditioning.registry import build_conditioner
+
+    pipe = reward_pipeline()
+    pipe.conditioner = build_conditioner(
+        "paper", pipe.unet.config, pipe.text_encoder.config.hidden_size, null_condition=True
+    ).eval()
+    assert pipe.conditioner.feedback_format == "tokens"
+    out = _run(pipe, 1, reward_guidance_scale=2.0)
+    assert out.shape == (1, 3, 16, 16) and torch.isfinite(out).all()

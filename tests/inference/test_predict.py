@@ -7,6 +7,7 @@ from mredit.inference.predict import EditedImageWriter, image_filename
 
 def test_predict_writes_one_png_per_key(tmp_path) -> None:
     module = train_checkpoint(tmp_path / "tiny.ckpt")
+    module.hparams.sampling = {"num_inference_steps": 2}
     out = tmp_path / "pred"
     predict = trainer(callbacks=[EditedImageWriter(str(out))])
     predict.predict(module, loader(edit_items(3)), return_predictions=False)

@@ -47,9 +47,7 @@ def trainer(**kwargs) -> pl.Trainer:
 
 def train_checkpoint(path: Path) -> InstructPix2PixModule:
     pl.seed_everything(0, verbose=False)
-    module = InstructPix2PixModule(
-        ema_decay=0.5, ema_warmup=False, learning_rate=1e-3, sampling={"num_inference_steps": 2}
-    )
+    module = InstructPix2PixModule(ema_decay=0.5, ema_warmup=False, learning_rate=1e-3)
     fit = trainer(max_steps=2, callbacks=[RewardConditioning(variant="official")])
     fit.fit(module, loader(edit_items()))
     fit.save_checkpoint(path)
