@@ -189,7 +189,7 @@ class OfficialRewardConditioner(RewardConditioner):
         """Derive the sizes from a UNet config; 8 heads and 32 norm groups when the width allows.
 
         For tiny widths the largest divisor of ``block_out_channels[0]`` not above 8 (heads) or 32 (groups)
-        is used, e.g. 4 heads of 6 and 8 groups for width 24.
+        is used, e.g. 5 heads of 4 and 20 groups for width 20.
         """
         config = dict(unet_config)
         latent_channels = int(config["block_out_channels"][0])
