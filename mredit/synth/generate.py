@@ -36,7 +36,8 @@ def _changes_enough(ctx: EditContext) -> bool:
     return inside.sum() >= 3 and float(diff[inside].mean()) >= MIN_OBJECT_CHANGE
 
 
-def _draw_edit(rng: np.random.Generator, category: str, resolution: int) -> EditContext:
+def draw_edit(rng: np.random.Generator, category: str, resolution: int) -> EditContext:
+    """A random scene and a visible edit of ``category`` on it, with its exact renderings."""
     for _ in range(100):
         num_objects = int(rng.integers(1, 4 if category == "add" else 5))
         scene = random_scene(rng, resolution, num_objects)
@@ -63,7 +64,7 @@ def make_sample(
         raise ValueError(f"resolution must be >= 8, got {resolution}")
     rng = np.random.default_rng([seed, SPLITS[split], index])
     category = CATEGORIES[index % len(CATEGORIES)] if split == "test" else pick(rng, CATEGORIES)
-    ctx = _draw_edit(rng, category, resolution)
+    ctx = draw_edit(rng, category, resolution)
     instruction = instruction_for(ctx.scene, ctx.edit, rng)
     config = corruption or CorruptionConfig()
     flaws = [] if split == "test" else sample_corruptions(ctx, config, rng)

@@ -5,13 +5,13 @@ import pytest
 
 from mredit.synth.corruptions import EditContext
 from mredit.synth.edits import CATEGORIES
-from mredit.synth.generate import _draw_edit
+from mredit.synth.generate import draw_edit
 
 
 def _draw_contexts(seeds: int, resolution: int = 32) -> list[EditContext]:
     """``seeds`` exact edits of every category."""
     return [
-        _draw_edit(np.random.default_rng([1234, seed, i]), category, resolution)
+        draw_edit(np.random.default_rng([1234, seed, i]), category, resolution)
         for seed in range(seeds)
         for i, category in enumerate(CATEGORIES)
     ]
