@@ -93,7 +93,7 @@ class Experiment:
         return dataclasses.replace(spec, scores=tuple(float(s) for s in spec.scores))
 
     def train_settings(self, arm: Arm) -> dict[str, Any]:
-        settings = {"max_steps": 1000, "batch_size": None, "num_workers": 1, **self.train, **arm.train}
+        settings = {"max_steps": 1000, "batch_size": None, "num_workers": 0, **self.train, **arm.train}
         unknown = set(settings) - {"max_steps", "batch_size", "num_workers"}
         if unknown:
             raise ValueError(f"{arm.name}.train: unknown keys {sorted(unknown)}")

@@ -66,7 +66,7 @@ class TrainSpec:
     batch_size: int | None = None
     reward: dict[str, Any] | None = None
     overrides: list[str] = field(default_factory=list)
-    num_workers: int = 1
+    num_workers: int = 0  # two runs side by side already fill two cores: decode in the training process
     resolution: int | None = None  # the data's side; None keeps the config's
 
 
@@ -268,14 +268,22 @@ def edit(
     """Edit the test set into ``<out_dir>/<key>.png`` (its report in ``<out_dir>.log``, a marker written last).
 
     InstructPix2Pix checkpoints go through ``mredit edit --shards`` in this process (one model load instead of a
-    process start-up; torch uses every core). Other modules (SmartEdit) are edited through their own
+    process start-up), with one thread. Other modules (SmartEdit) are edited through their own
     ``edit(images, instructions, **options)`` method, since ``mredit edit`` loads InstructPix2Pix checkpoints only.
     """
+    import torch
+
     out_dir = Path(out_dir)
-    if checkpoint_class_path(checkpoint) in (None, INSTRUCT_PIX2PIX):
-        run_tool(edit_args(checkpoint, test_shards, out_dir, spec, resolution), out_dir.parent / f"{out_dir.name}.log")
-    else:
-        edit_with_module_method(checkpoint, test_shards, out_dir, spec, resolution)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models gain nothing from intra-op threads, which crawl on a busy machine
+    try:
+        if checkpoint_class_path(checkpoint) in (None, INSTRUCT_PIX2PIX):
+            log_path = out_dir.parent / f"{out_dir.name}.log"
+            run_tool(edit_args(checkpoint, test_shards, out_dir, spec, resolution), log_path)
+        else:
+            edit_with_module_method(checkpoint, test_shards, out_dir, spec, resolution)
+    finally:
+        torch.set_num_threads(threads)
     _mark_done(out_dir, _edit_settings(checkpoint, spec, resolution))
 
 

@@ -1,0 +1,70 @@
+"""The whole demo at a few steps: synth, oracle annotation, convert, train both, edit, oracle eval, reports."""
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+PERSPECTIVES = ("following", "preserving", "quality")
+
+
+@pytest.fixture(scope="module")
+def demo_out(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    start = time.time()
+    result = subprocess.run(
+        [sys.executable, "-m", "mredit.demo", "--fast", "--out", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out, result.stdout, time.time() - start
+
+
+def test_results_json_has_the_promised_structure(demo_out):
+    out, _, _ = demo_out
+    results = json.loads((out / "results.json").read_text())
+    assert set(results) == {"baseline", "reward"}
+    for model in results.values():
+        assert set(model) == set(PERSPECTIVES)
+        for metrics in model.values():
+            assert 0.0 <= metrics["yes_rate"] <= 1.0 and 0.0 <= metrics["score"] <= 5.0
+            assert metrics["n"] == 14  # every test edit judged
+
+
+def test_every_promised_file_exists(demo_out):
+    out, stdout, _ = demo_out
+    test_keys = {json.loads(line)["key"] for line in (out / "eval" / "baseline" / "judgements.jsonl").open()}
+    assert len(test_keys) == 14
+    for model in ("baseline", "reward"):
+        assert {p.stem for p in (out / "edits" / model).glob("*.png")} == test_keys
+        assert (out / "runs" / model / "final.ckpt").exists()
+        assert (out / "eval" / model / "results.json").exists()
+    for name in ("results.md", "grid.png", "bars.png"):
+        assert (out / name).stat().st_size > 0, name
+    report = (out / "results.md").read_text()
+    assert "## Per category" in report and report.count("| local | ") == 2
+    assert "| baseline |" in stdout and "| reward |" in stdout  # the table is printed at the end
+
+
+def test_rewards_were_annotated_and_joined(demo_out):
+    out, _, _ = demo_out
+    manifest = json.loads((out / "data" / "train" / "manifest.json").read_text())
+    assert manifest["num_samples"] == 64 and manifest["reward_coverage"]["with_reward"] == 64
+
+
+def test_a_rerun_reuses_everything(demo_out):
+    out, _, first_duration = demo_out
+    start = time.time()
+    result = subprocess.run([sys.executable, "-m", "mredit.demo", "--fast", "--out", str(out)], cwd=REPO,
+                            capture_output=True, text=True, timeout=240)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "data: reusing" in result.stdout
+    assert "training 2 model(s)" not in result.stdout and "editing the" not in result.stdout
+    assert time.time() - start < first_duration
