@@ -4,11 +4,11 @@ It re-renders the exact answer and measures the edited image against it (after r
 resolution and a 3x3 median filter on every image, so specks and pixel noise do not count as content):
 
 - following: inside the (eroded) edit mask, the mean per-pixel progress from the source towards the answer;
-- preserving: outside it, the largest colour change of any region (each untouched object, the background),
-  region means compared to the answer's; for whole-image edits (global, style) where every colour changes,
-  whether each region of the answer's layout is still one homogeneous region;
+- preserving: outside it, the largest change of any region (each untouched object, the background): its
+  mean colour, its per-pixel change, its clutter; for whole-image edits (global, style) where every colour
+  changes, whether each region of the scene's layout is still one homogeneous region;
 - quality: pixel noise and specks (the median-filter residual beyond the answer's own), blur (edge
-  sharpness relative to the answer's), blocking (the share of gradient on the 8x8-grid block borders).
+  sharpness relative to the answer's) and blocking (in-block detail lost), see ``mredit.synth.artifacts``.
 
 Each measure maps linearly to 0-5 between a tolerance (5) and a failure level (0); scores are rounded to
 0.5, the verdict is yes when the score is at least 3.5, and the feedback names the failure or is "None".
@@ -25,8 +25,9 @@ from PIL import Image
 
 from mredit.judge.base import Judge, Judgement, JudgeRequest, JudgeResult, PerspectiveJudgement
 from mredit.schema import NO_FAILURE
+from mredit.synth.artifacts import blockiness, isolated, sharpness
 from mredit.synth.edits import WHOLE_IMAGE_CATEGORIES, Edit, answer_scene, render_edit
-from mredit.synth.filters import dilate, erode, local_range, median3, shifted_stack
+from mredit.synth.filters import dilate, erode, local_range, median3
 from mredit.synth.scene import (
     Scene,
     background_period,
@@ -81,54 +82,6 @@ def _interior(mask: np.ndarray, radius: int, min_pixels: int = 3) -> np.ndarray:
         if core.sum() >= min_pixels:
             return core
     return mask.astype(bool)
-
-
-def _isolated(image: np.ndarray) -> np.ndarray:
-    """Pixels with at most 3 look-alikes in their 5x5 window: specks, unlike the pixels along an edge."""
-    similar = (np.abs(shifted_stack(image, 2) - image).max(-1) < 0.1).sum(0)
-    return similar <= 4  # itself included
-
-
-def _sharpness(image: np.ndarray) -> float:
-    """Steepest neighbour step over the 3x3 range, on edge pixels: 1 for crisp edges, lower when blurred."""
-    dx = np.abs(np.diff(image, axis=1, append=image[:, -1:])).max(-1)
-    dy = np.abs(np.diff(image, axis=0, append=image[-1:])).max(-1)
-    steep = np.maximum(dx, dy)
-    steep = np.maximum.reduce([np.roll(steep, s, axis=a) for a in (0, 1) for s in (-1, 0, 1)])
-    spread = local_range(image)
-    edges = spread > 0.1
-    return float(steep[edges].sum() / spread[edges].sum()) if edges.any() else 1.0
-
-
-def _block_deviations(image: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per aligned block: its mean colour [nb, nb, 3] and its pixels' deviations from it [nb, nb, block^2 * 3]."""
-    n = image.shape[0] // block * block
-    tiles = image[:n, :n].reshape(n // block, block, n // block, block, 3).transpose(0, 2, 1, 3, 4)
-    means = tiles.mean(axis=(2, 3))
-    deviations = (tiles - means[:, :, None, None]).reshape(n // block, n // block, -1)
-    return means, deviations
-
-
-def _blockiness(out: np.ndarray, ans: np.ndarray, src: np.ndarray, block: int) -> float:
-    """Share of in-block detail lost, over blocks whose content is unchanged from the answer (or the source).
-
-    Flattening a block keeps its mean and scales its deviations from the mean; a content change (an edit done
-    or not, a moved object) does neither, so only blocks with the same mean and proportional deviations are
-    compared, and content changes never look like compression artifacts.
-    """
-    m_out, d_out = _block_deviations(out, block)
-    lost, kept = 0.0, 0.0
-    seen = np.zeros(m_out.shape[:2], bool)
-    for reference in (ans, src):
-        m_ref, d_ref = _block_deviations(reference, block)
-        norm_ref, norm_out = np.linalg.norm(d_ref, axis=-1), np.linalg.norm(d_out, axis=-1)
-        cosine = (d_out * d_ref).sum(-1) / np.maximum(norm_ref * norm_out, 1e-6)
-        # real detail (rms deviation > 0.1), not an anti-aliased fringe whose colour may legitimately change
-        detailed = norm_ref > 0.1 * np.sqrt(d_ref.shape[-1])
-        same = (np.abs(m_out - m_ref).max(-1) < 0.008) & (cosine > 0.9) & detailed & ~seen
-        kept, lost = kept + norm_out[same].sum(), lost + norm_ref[same].sum()
-        seen |= same
-    return 1.0 - min(1.0, float(kept / lost)) if lost > 0 else 0.0
 
 
 class OracleJudge(Judge):
@@ -263,11 +216,11 @@ class OracleJudge(Judge):
         noise = float(np.median(excess))
         # a speck differs from its neighbourhood and from what the answer or the source show there
         foreign = np.minimum(np.abs(out - ans).max(-1), np.abs(out - src).max(-1)) > 0.2
-        specks = float(((excess > max(0.3, 4 * noise)) & foreign & _isolated(out)).mean())
+        specks = float(((excess > max(0.3, 4 * noise)) & foreign & isolated(out)).mean())
         # against the less detailed of answer and source, so that a missing or extra edit is not an artifact
-        blur = 1.0 - min(1.0, _sharpness(out) / max(min(_sharpness(ans), _sharpness(src)), 1e-6))
+        blur = 1.0 - min(1.0, sharpness(out) / max(min(sharpness(ans), sharpness(src)), 1e-6))
         block = max(2, res // 8)
-        blocking = _blockiness(out, ans, src, block)
+        blocking = blockiness(out, ans, src, block)
         b = self.bands
         scored = [
             (b.noise.score(noise), "visible noise"),
