@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import email.utils
 import random
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -71,13 +72,17 @@ def classify(error: Exception) -> str:
     return "fail"
 
 
+_KEY_LIKE = re.compile(r"\b(sk|key)-[\w*\-]{4,}", re.IGNORECASE)
+
+
 def describe(error: Exception) -> str:
-    """A one-line description that never contains request headers (so never the API key)."""
+    """A one-line description without request headers; key-like tokens that providers echo (OpenAI's 401 message
+    quotes a masked key) are replaced, so nothing resembling the API key reaches records or logs."""
     if isinstance(error, openai.APIStatusError):
         code = f" ({error.code})" if getattr(error, "code", None) else ""
         body = error.body if isinstance(error.body, dict) else {}
         message = str(body.get("message") or error.message).split("\n")[0][:200]
-        return f"HTTP {error.status_code}{code}: {message}"
+        return f"HTTP {error.status_code}{code}: {_KEY_LIKE.sub('<key>', message)}"
     if isinstance(error, openai.APITimeoutError):
         return "request timed out"
     if isinstance(error, openai.APIConnectionError):

@@ -89,3 +89,18 @@ def test_retry_policy():
     policy = RetryPolicy(base_delay=1.0, max_delay=4.0)
     assert policy.delay(1, retry_after=7.0) == 7.0
     assert all(0.0 <= policy.delay(n) <= 4.0 for n in range(1, 10))
+
+
+def test_error_descriptions_hide_echoed_keys():
+    import httpx2
+    import openai
+
+    from mredit.judge.retry import describe
+
+    response = httpx2.Response(401, request=httpx2.Request("POST", "http://127.0.0.1/v1/chat/completions"))
+    body = {
+        "message": "Incorrect API key provided: sk-proj-abc***wxyz. Find your key at ...",
+        "code": "invalid_api_key",
+    }
+    text = describe(openai.AuthenticationError("bad key", response=response, body=body))
+    assert text.startswith("HTTP 401 (invalid_api_key)") and "sk-proj" not in text and "wxyz" not in text
