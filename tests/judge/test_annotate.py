@@ -223,3 +223,19 @@ def test_cli_errors_are_one_line_and_export_works(tmp_path, fake_server, make_ju
     assert main(["judge", "export", "--records", records, "--out", str(tmp_path / "r.json")]) == 0
     assert json.loads(capsys.readouterr().out)["exported"] == 1
     assert list(json.loads((tmp_path / "r.json").read_text())) == ["s000"]
+
+
+def test_retry_after_header_overrides_the_backoff(tmp_path, fake_server, make_judge):
+    from mredit.judge.retry import RetryPolicy
+
+    shards = write_shards(tmp_path / "shards", ["add a hat #fault=429x2"])
+    slow_backoff = RetryPolicy(max_attempts=3, base_delay=30.0, max_delay=30.0)  # would take up to a minute
+    started = time.perf_counter()
+    summary = annotate([str(shards)], tmp_path / "out", make_judge(retry=slow_backoff))
+    assert summary["final"] == {"ok": 1} and time.perf_counter() - started < 10  # waited retry-after-ms: 10
+    tight = RetryPolicy(max_attempts=3, base_delay=0.01, max_retry_after=0.001)  # refuses to wait that long
+    summary = annotate(
+        [str(write_shards(tmp_path / "s2", ["x #fault=429x1"]))], tmp_path / "o2", make_judge(retry=tight)
+    )
+    record = read_records(tmp_path / "o2/annotations.jsonl")[0][0]
+    assert record["status"] == "error" and "server asked to wait" in record["error"]
