@@ -5,13 +5,21 @@ from __future__ import annotations
 
 import numpy as np
 
-from mredit.synth.filters import local_range, shifted_stack
+from mredit.synth.filters import local_range
 
 
-def isolated(image: np.ndarray) -> np.ndarray:
-    """Pixels with at most 3 look-alikes in their 5x5 window: specks, unlike the pixels along an edge."""
-    similar = (np.abs(shifted_stack(image, 2) - image).max(-1) < 0.1).sum(0)
-    return similar <= 4  # itself included
+def isolated(image: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+    """Which candidate pixels have at most 3 look-alikes in their 5x5 window: specks, unlike the pixels along
+    an edge. Only candidates are examined (few, usually none)."""
+    found = np.zeros(candidates.shape, bool)
+    ys, xs = np.nonzero(candidates)
+    if len(ys):
+        padded = np.pad(image, [(2, 2), (2, 2), (0, 0)], mode="edge")
+        offsets = np.arange(5)
+        windows = padded[ys[:, None, None] + offsets[None, :, None], xs[:, None, None] + offsets[None, None, :]]
+        similar = (np.abs(windows - image[ys, xs][:, None, None]).max(-1) < 0.1).sum((1, 2))
+        found[ys, xs] = similar <= 4  # itself included
+    return found
 
 
 def sharpness(image: np.ndarray) -> float:

@@ -121,7 +121,7 @@ class OracleJudge(Judge):
         return Judgement(
             self._following(scene, edit, ref, out_f, out),
             self._preserving(scene, edit, ref, out_f, out),
-            self._quality(ref, out),
+            self._quality(ref, out, out_f),
         )
 
     def _verdict(self, score: float, failure: str) -> PerspectiveJudgement:
@@ -207,18 +207,16 @@ class OracleJudge(Judge):
         failure = "the background changed" if worst == "background" else f"the {worst} moved or changed shape"
         return self._verdict(score, failure)
 
-    def _quality(self, ref: Reference, out: np.ndarray) -> PerspectiveJudgement:
+    def _quality(self, ref: Reference, out: np.ndarray, out_filtered: np.ndarray) -> PerspectiveJudgement:
         src, ans, res = ref.source, ref.answer, ref.source.shape[0]
-        resid_out = np.abs(out - median3(out)).max(-1)
-        # what the answer or the source legitimately show (patterns, corners) is not an artifact
-        resid_ans = np.maximum(np.abs(ans - median3(ans)), np.abs(src - median3(src))).max(-1)
-        excess = np.maximum(resid_out - resid_ans, 0.0)
+        resid_out = np.abs(out - out_filtered).max(-1)
+        excess = np.maximum(resid_out - ref.legit_residual, 0.0)
         noise = float(np.median(excess))
         # a speck differs from its neighbourhood and from what the answer or the source show there
         foreign = np.minimum(np.abs(out - ans).max(-1), np.abs(out - src).max(-1)) > 0.2
-        specks = float(((excess > max(0.3, 4 * noise)) & foreign & isolated(out)).mean())
+        specks = float(isolated(out, (excess > max(0.3, 4 * noise)) & foreign).mean())
         # against the less detailed of answer and source, so that a missing or extra edit is not an artifact
-        blur = 1.0 - min(1.0, sharpness(out) / max(min(sharpness(ans), sharpness(src)), 1e-6))
+        blur = 1.0 - min(1.0, sharpness(out) / max(ref.legit_sharpness, 1e-6))
         block = max(2, res // 8)
         blocking = blockiness(out, ans, src, block)
         b = self.bands
@@ -244,6 +242,9 @@ class Reference:
     edit_region: np.ndarray  # where following is judged
     regions: list[tuple[str, np.ndarray]]  # named regions preserving is judged on
     layout: list[tuple[int, np.ndarray]]  # whole-image edits: the interior of each label of the layout
+    # what the answer or the source legitimately show (patterns, corners) is not an artifact
+    legit_residual: np.ndarray  # the larger median-filter residual of answer and source
+    legit_sharpness: float  # against the less sharp of the two, so a missing or extra edit is not blur
 
 
 @lru_cache(maxsize=512)
@@ -266,8 +267,11 @@ def _reference(scene: Scene, edit: Edit) -> Reference:
             core = core if core.sum() >= 8 else erode(labels == label, erosion)
             if core.sum() >= 4:  # regions without an interior at this resolution are not judged
                 layout.append((int(label), core))
-    ref = Reference(src, ans, src_f, ans_f, flat, _layout_regions(scene, edit, mask, erosion), layout)
-    for array in (src, ans, src_f, ans_f, flat):
+    legit_residual = np.maximum(np.abs(ans - ans_f), np.abs(src - src_f)).max(-1)
+    legit_sharpness = min(sharpness(ans), sharpness(src))
+    regions = _layout_regions(scene, edit, mask, erosion)
+    ref = Reference(src, ans, src_f, ans_f, flat, regions, layout, legit_residual, legit_sharpness)
+    for array in (src, ans, src_f, ans_f, flat, legit_residual):
         array.setflags(write=False)
     return ref
 

@@ -165,14 +165,23 @@ def _inside(obj: SceneObject, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
 
 
 def _downsample(mask: np.ndarray, supersample: int) -> np.ndarray:
-    n = mask.shape[0] // supersample
-    return mask.reshape(n, supersample, n, supersample).sum(axis=(1, 3), dtype=np.float32) / supersample**2
+    h, w = mask.shape[0] // supersample, mask.shape[1] // supersample
+    return mask.reshape(h, supersample, w, supersample).sum(axis=(1, 3), dtype=np.float32) / supersample**2
 
 
 def object_coverage(obj: SceneObject, resolution: int) -> np.ndarray:
     """Fraction of each pixel the object covers, [R, R] float32 (before occlusion by later objects)."""
     xs, ys = _grid(resolution, SUPERSAMPLE)
-    return _downsample(_inside(obj, xs, ys), SUPERSAMPLE)
+    # only the pixels of the bounding box (every shape lies within 1.2 radii of its centre)
+    reach = 1.2 * obj.size
+    x0, x1 = (min(resolution, max(0, int(v * resolution) + d)) for v, d in ((obj.x - reach, 0), (obj.x + reach, 2)))
+    y0, y1 = (min(resolution, max(0, int(v * resolution) + d)) for v, d in ((obj.y - reach, 0), (obj.y + reach, 2)))
+    coverage = np.zeros((resolution, resolution), np.float32)
+    if x1 > x0 and y1 > y0:
+        window = (slice(y0 * SUPERSAMPLE, y1 * SUPERSAMPLE), slice(x0 * SUPERSAMPLE, x1 * SUPERSAMPLE))
+        inside = _inside(obj, xs[window], ys[window])
+        coverage[y0:y1, x0:x1] = _downsample(inside, SUPERSAMPLE)
+    return coverage
 
 
 def pattern_fill(pattern: str, first: str, second: str | None, resolution: int, period: int) -> np.ndarray:

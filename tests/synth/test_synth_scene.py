@@ -54,3 +54,16 @@ def test_scene_round_trip_and_validation():
         Scene.from_dict(bad)
     with pytest.raises(ValueError, match="malformed scene"):
         Scene.from_dict({"objects": []})
+
+
+def test_bounding_box_coverage_matches_the_full_grid():
+    from mredit.synth.scene import SUPERSAMPLE, _downsample, _grid, _inside, object_coverage
+
+    objects = [
+        o for seed in range(40) for o in random_scene(np.random.default_rng(seed), 16 + seed % 2 * 16, 4).objects
+    ]
+    objects.append(SceneObject("diamond", "red", 0.05, 0.97, 0.19))  # partly outside the frame
+    for obj in objects:
+        for res in (16, 32):
+            xs, ys = _grid(res, SUPERSAMPLE)
+            assert np.array_equal(object_coverage(obj, res), _downsample(_inside(obj, xs, ys), SUPERSAMPLE))
