@@ -54,7 +54,10 @@ SHAPE_WORDS = {
     "triangle": ("triangle", "triangular shape"),
     "diamond": ("diamond", "rhombus"),
 }
-PATTERN_WORDS = {"stripes": ("stripes", "striped pattern"), "checker": ("checkerboard pattern", "checkered pattern")}
+PATTERN_WORDS = {
+    "stripes": ("{color} stripes", "a {color} striped pattern", "{color} horizontal stripes"),
+    "checker": ("a {color} checkerboard pattern", "a {color} checkered pattern", "{color} checks"),
+}
 TEMPLATES: dict[str, tuple[str, ...]] = {
     "local": (
         "make {ref} {color}",
@@ -66,17 +69,17 @@ TEMPLATES: dict[str, tuple[str, ...]] = {
     ),
     "remove": ("remove {ref}", "delete {ref}", "take away {ref}", "get rid of {ref}", "erase {ref}"),
     "add": (
-        "add a {color} {shape} in the {position}",
-        "put a {color} {shape} in the {position}",
-        "place a {color} {shape} at the {position}",
-        "draw a {color} {shape} in the {position}",
-        "there should be a {color} {shape} in the {position}",
+        "add {a} {color} {shape} {where}",
+        "put {a} {color} {shape} {where}",
+        "place {a} {color} {shape} {where}",
+        "draw {a} {color} {shape} {where}",
+        "there should be {a} {color} {shape} {where}",
     ),
     "texture": (
-        "fill {ref} with {color} {pattern}",
-        "give {ref} {color} {pattern}",
-        "cover {ref} with a {color} {pattern_one}",
-        "put {color} {pattern} on {ref}",
+        "fill {ref} with {pattern}",
+        "give {ref} {pattern}",
+        "cover {ref} with {pattern}",
+        "put {pattern} on {ref}",
     ),
     "background": (
         "make the background {color}",
@@ -213,6 +216,15 @@ def render_edit(scene: Scene, edit: Edit) -> tuple[np.ndarray, np.ndarray, np.nd
     return source, answer, mask.astype(np.float32)
 
 
+def position_phrase(position: str) -> str:
+    """The position in words: "in the top left", "at the top", "on the left", "in the center"."""
+    if position in ("top", "bottom"):
+        return f"at the {position}"
+    if position in ("left", "right"):
+        return f"on the {position}"
+    return f"in the {position}"
+
+
 def refer(scene: Scene, index: int, rng: np.random.Generator) -> str:
     """An unambiguous phrase for an object: colours are unique in a scene, shapes may be too."""
     obj = scene.objects[index]
@@ -230,10 +242,11 @@ def instruction_for(scene: Scene, edit: Edit, rng: np.random.Generator) -> str:
     if edit.target is not None:
         fields["ref"] = refer(scene, edit.target, rng)
     if edit.category == "add":
+        fields["a"] = "an" if edit.color[0] in "aeiou" else "a"
+        fields["where"] = position_phrase(edit.position)
         fields |= {"shape": pick(rng, SHAPE_WORDS[edit.new_object.shape]), "position": edit.position}
     if edit.category == "texture":
-        words = PATTERN_WORDS[edit.pattern]
-        fields |= {"pattern": pick(rng, words), "pattern_one": words[-1]}
+        fields["pattern"] = pick(rng, PATTERN_WORDS[edit.pattern]).format(color=edit.color)
     return template.format(**fields)
 
 

@@ -26,7 +26,7 @@ from PIL import Image
 from mredit.judge.base import Judge, Judgement, JudgeRequest, JudgeResult, PerspectiveJudgement
 from mredit.schema import NO_FAILURE
 from mredit.synth.artifacts import blockiness, isolated, sharpness
-from mredit.synth.edits import WHOLE_IMAGE_CATEGORIES, Edit, answer_scene, render_edit
+from mredit.synth.edits import WHOLE_IMAGE_CATEGORIES, Edit, answer_scene, position_phrase, render_edit
 from mredit.synth.filters import dilate, erode, local_range, median3
 from mredit.synth.scene import (
     Scene,
@@ -357,7 +357,7 @@ def _following_feedback(scene: Scene, edit: Edit, src, out, region, error: float
         if seen == new.color:
             return f"the {new.color} {new.shape} is incomplete"
         if seen == before:
-            return f"no {new.color} {new.shape} was added in the {edit.position}"
+            return f"no {new.color} {new.shape} was added {position_phrase(edit.position)}"
         return f"the added {new.shape} is {seen}, not {new.color}"
     if edit.category == "texture":
         name = scene.objects[edit.target].describe()
