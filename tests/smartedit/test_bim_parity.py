@@ -46,8 +46,8 @@ def test_two_way_transformer_matches_sam():
     _copy_into_sam(bim, sam)
     text, image = torch.randn(2, 5, 16), torch.randn(2, side * side, dim)
     captured = {}
-    bim.final_norm.register_forward_hook(lambda _m, _i, out: captured.setdefault("tokens", out))
-    bim.final_attn.register_forward_hook(lambda _m, inputs, _o: captured.setdefault("image", inputs[2]))
+    bim.final_norm.register_forward_hook(lambda _m, _i, out: captured.update(tokens=out))
+    bim.final_attn.register_forward_hook(lambda _m, inputs, _o: captured.update(image=inputs[2]))
     with torch.no_grad():
         bim(text, image, (side, side))
         tokens = bim.modulate_head(text)
