@@ -151,15 +151,19 @@ class InstructPix2PixModule(EMAMixin, RewardConditionedMixin, pl.LightningModule
         return cached
 
     @torch.no_grad()
-    def _latents(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+    def _latents(
+        self, batch: dict[str, Any], generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(target latents: posterior sample x scaling factor, source latents: posterior mode, unscaled)."""
         scale = self.vae.config.scaling_factor
         vae_dtype = self.vae.dtype
         if "target_latent_mean" in batch:
             mean, logvar = batch["target_latent_mean"].float(), batch["target_latent_logvar"].float()
-            target = (mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)) * scale
+            eps = torch.randn(mean.shape, generator=generator, device=mean.device)
+            target = (mean + torch.exp(0.5 * logvar) * eps) * scale
         else:
-            target = self.vae.encode(batch["target"].to(vae_dtype)).latent_dist.sample().float() * scale
+            posterior = self.vae.encode(batch["target"].to(vae_dtype)).latent_dist
+            target = posterior.sample(generator=generator).float() * scale
         if "source_latents" in batch:
             source = batch["source_latents"].float()
         else:
@@ -189,7 +193,7 @@ class InstructPix2PixModule(EMAMixin, RewardConditionedMixin, pl.LightningModule
         return (r < 2 * p).to(self.device), ((r >= p) & (r < 3 * p)).to(self.device)
 
     def diffusion_loss(self, batch: dict[str, Any], generator: torch.Generator | None = None) -> torch.Tensor:
-        target_latents, source_latents = self._latents(batch)
+        target_latents, source_latents = self._latents(batch, generator)
         text = self._instruction_embeds(batch).to(self.unet.dtype)
         batch_size = target_latents.shape[0]
         if self.training and self.hparams.conditioning_dropout > 0:
