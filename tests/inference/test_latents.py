@@ -77,3 +77,25 @@ def test_training_from_latents_skips_the_encoders(encoded, monkeypatch) -> None:
     fit = trainer(max_steps=2, callbacks=[RewardConditioning(variant="official")])
     fit.fit(module, datamodule=data)
     assert fit.global_step == 2 and module.reward_conditioner is not None
+
+
+def test_encode_skips_and_counts_a_corrupt_sample(encoded, tmp_path) -> None:
+    import webdataset as wds
+    from PIL import Image
+
+    from mredit.data.encode import encode_shards
+    from mredit.schema import SOURCE_PREFIX, EditSample, encode_sample
+
+    _, root = encoded
+    shard = tmp_path / "mixed-000000.tar"
+    good = EditSample("good", Image.new("RGB", (16, 16), "red"), Image.new("RGB", (16, 16), "blue"), "make it blue")
+    broken = encode_sample(EditSample("broken", good.source, good.target, "x"))
+    broken[next(k for k in broken if k.startswith(SOURCE_PREFIX + "."))] = b"not a png"
+    with wds.TarWriter(str(shard)) as writer:
+        writer.write(encode_sample(good))
+        writer.write(broken)
+    manifest = encode_shards(str(root / "model"), str(shard), tmp_path / "out", resolution=16, dtype="float32")
+    assert manifest["num_samples"] == 1
+    assert sum(manifest["provenance"]["skipped"].values()) == 1
+    batch = next(iter(LatentDataModule(train_shards=str(tmp_path / "out"), flip=False).train_dataloader()))
+    assert batch["key"] == ["good"] and not batch["reward_mask"].any()
