@@ -223,10 +223,10 @@ def apply_corruption(image: np.ndarray, corruption: Corruption, ctx: EditContext
     elif kind == "noise":
         image = image + rng.normal(0.0, 0.02 + 0.08 * sev, size=image.shape).astype(np.float32)
     elif kind == "blur":
-        image = gaussian_blur(image, (0.3 + 0.5 * sev) * res / 32)
+        image = gaussian_blur(image, (0.3 + 0.5 * sev) * max(1.0, res / 32))  # at least 0.3-0.8 px
     elif kind == "blotches":
         image = np.array(image, dtype=np.float32)
-        for _ in range(2 + round(10 * sev)):
+        for _ in range(max(1, round((2 + 10 * sev) * (res / 32) ** 2))):  # as many per area
             y, x = (int(v) for v in rng.integers(0, res - 1, size=2))
             h, w = (int(v) for v in rng.integers(1, 3, size=2))
             image[y : y + h, x : x + w] = rng.uniform(0, 1, size=3)
