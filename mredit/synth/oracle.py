@@ -171,12 +171,12 @@ class OracleJudge(Judge):
             failure = f"the background changed to {nearest_color(np.median(out[region], 0))}"
         else:
             seen = nearest_color(np.median(out[region], 0))
-            expected = nearest_color(np.median(ans[region], 0))
-            failure = (
-                f"the {name} moved"
-                if seen != expected and _is_background(scene, seen)
-                else (f"the {name} changed to {seen}" if seen != expected else f"the {name} changed")
-            )
+            if seen == nearest_color(np.median(ans[region], 0)):
+                failure = f"the {name} changed"
+            elif _is_background(scene, seen):  # the background shows where the object should be
+                failure = f"the {name} moved"
+            else:
+                failure = f"the {name} changed to {seen}"
         return self._verdict(score, failure)
 
     def _layout(self, scene: Scene, ref: Reference, out: np.ndarray) -> PerspectiveJudgement:
@@ -191,7 +191,8 @@ class OracleJudge(Judge):
             deviation = np.abs(out[core] - np.median(out[core], 0)).max(-1)
             expected = np.abs(ans[core] - np.median(ans[core], 0)).max(-1)
             bad = int((deviation - expected > 0.25).sum())
-            # (only where the background kept its expected colour: a washed-out image is a following failure)
+            # an object whose region shows the background's colour has left it; judged only where the background
+            # kept its expected colour (a washed-out image is a following failure, not a moved object)
             if label >= 1 and any(
                 _same_color(out, core, bg, 0.08)
                 and not _same_color(ans, core, bg, 0.3)
