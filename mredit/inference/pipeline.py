@@ -28,6 +28,7 @@ from PIL import Image
 from mredit import schema
 from mredit.conditioning.base import FeedbackEmbedding, RewardConditioner
 from mredit.conditioning.feedback import FEEDBACK_SEPARATOR, encode_feedback
+from mredit.conditioning.seams import reward_conditioning
 from mredit.inference.sizing import size_multiple
 
 SCHEDULERS = {
@@ -231,8 +232,6 @@ class RewardEditPipeline:
         latents = latents.to(self.device, text.dtype)
         latents = latents * self.scheduler.init_noise_sigma
         step_kwargs = self._step_kwargs(generator, eta)
-        from mredit.conditioning.seams import reward_conditioning
-
         with reward_conditioning(self.unet, condition):
             for t in self.scheduler.timesteps:
                 model_input = self.scheduler.scale_model_input(torch.cat([latents] * branches), t)
