@@ -14,6 +14,8 @@ TINY_SIZES = dict(
     bim_heads=4,
     bim_mlp_dim=64,
     inference_steps=2,
+    system_prompt="The assistant edits images.",
+    answer_text="Here it is.",
 )
 
 

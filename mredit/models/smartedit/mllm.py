@@ -18,7 +18,16 @@ from peft import LoraConfig, PeftModel, get_peft_model
 from torch import nn
 from transformers import CLIPVisionModel, LlamaForCausalLM
 
-from mredit.models.smartedit.prompt import IGNORE_INDEX, IM_END, IM_START, IMAGE_TOKEN, SmartEditPrompt, img_token_names
+from mredit.models.smartedit.prompt import (
+    DEFAULT_ANSWER,
+    DEFAULT_SYSTEM,
+    IGNORE_INDEX,
+    IM_END,
+    IM_START,
+    IMAGE_TOKEN,
+    SmartEditPrompt,
+    img_token_names,
+)
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -53,13 +62,15 @@ class LlavaMLLM(nn.Module):
         lora_dropout: float = 0.05,
         lora_targets: tuple[str, ...] = ("q_proj", "v_proj"),
         max_instruction_tokens: int = 128,
+        system_prompt: str = DEFAULT_SYSTEM,
+        answer_text: str = DEFAULT_ANSWER,
     ) -> None:
         super().__init__()
         self.vision_select_layer = vision_select_layer
         self.base_vocab = llm.get_input_embeddings().num_embeddings
         tokenizer.add_tokens([IMAGE_TOKEN, IM_START, IM_END, *img_token_names(num_img_tokens)], special_tokens=True)
         self.tokenizer = tokenizer
-        self.prompt = SmartEditPrompt(tokenizer, num_img_tokens, max_instruction_tokens=max_instruction_tokens)
+        self.prompt = SmartEditPrompt(tokenizer, num_img_tokens, system_prompt, answer_text, max_instruction_tokens)
         if min(self.prompt.img_ids) < self.base_vocab:
             raise ValueError(
                 f"the [IMG] token ids must come after the LLM's {self.base_vocab} embedding rows; "

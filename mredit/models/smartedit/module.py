@@ -30,6 +30,7 @@ from mredit.models.reward_mixin import RewardConditionedMixin
 from mredit.models.smartedit.bim import BidirectionalInteractionModule
 from mredit.models.smartedit.loading import diffusion_components, load_mllm_parts, resolve_paths, tiny_mllm_parts
 from mredit.models.smartedit.mllm import LlavaMLLM
+from mredit.models.smartedit.prompt import DEFAULT_ANSWER, DEFAULT_SYSTEM
 from mredit.models.smartedit.qformer import ImgTokenResampler
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,8 @@ class SmartEditModule(RewardConditionedMixin, EMAMixin, pl.LightningModule):
     num_img_tokens, num_queries: r [IMG] tokens (32) and Q-Former queries (77).
     qformer_*: the SD-Q-Former; its width is the UNet ``cross_attention_dim``.
     bim_*: the two-way transformer; its width is the vision tower's.
+    system_prompt, answer_text: the conversation's system message and the assistant's words before the [IMG]
+        tokens (SmartEdit draws the answer from templates; a fixed one keeps the [IMG] positions deterministic).
     cond_dropout: p of SmartEdit's dropout (text 2p, image [p, 3p), both p).
     *_loss_weight: LM cross-entropy, diffusion MSE, stage-1 alignment MSE.
     llm_dtype: LLM weight dtype (SmartEdit runs LLaMA in bf16; the LoRA weights stay fp32).
@@ -105,6 +108,8 @@ class SmartEditModule(RewardConditionedMixin, EMAMixin, pl.LightningModule):
         lora_dropout: float = 0.05,
         lora_targets: tuple[str, ...] = ("q_proj", "v_proj"),
         max_instruction_tokens: int = 128,
+        system_prompt: str = DEFAULT_SYSTEM,
+        answer_text: str = DEFAULT_ANSWER,
         cond_dropout: float = 0.05,
         llm_loss_weight: float = 1.0,
         diffusion_loss_weight: float = 1.0,
@@ -153,6 +158,8 @@ class SmartEditModule(RewardConditionedMixin, EMAMixin, pl.LightningModule):
             lora_dropout=lora_dropout,
             lora_targets=tuple(lora_targets),
             max_instruction_tokens=max_instruction_tokens,
+            system_prompt=system_prompt,
+            answer_text=answer_text,
         )
         self.qformer = ImgTokenResampler(
             self.mllm.hidden_size,
