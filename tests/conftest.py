@@ -9,13 +9,16 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# One intra-op thread: CI has 2 cores and several tests run subprocesses (DDP ranks, CLIs) side by side;
+# oversubscribed OpenMP threads made the suite an order of magnitude slower.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.pop("OPENAI_API_KEY", None)
 os.environ.pop("WANDB_API_KEY", None)
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-torch.set_num_threads(min(2, torch.get_num_threads()))
+torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)
