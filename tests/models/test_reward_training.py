@@ -118,3 +118,12 @@ def test_nan_loss_can_skip_the_batch(tmp_path):
     trainer.fit(module, _nan_loader())
     assert all(torch.equal(before[k], v) for k, v in module.unet.state_dict().items())
     assert all(torch.isfinite(v).all() for v in module.unet.state_dict().values())
+
+
+def test_bf16_mixed_runs_the_frozen_encoders_in_bf16(tmp_path):
+    module = make_module()
+    module.attach_reward_conditioner(PaperRewardConditioner.for_unet(module.unet.config, text_dim=16))
+    make_trainer(tmp_path, max_steps=1, precision="bf16-mixed").fit(module, loader(1))
+    assert module.text_encoder.dtype == torch.bfloat16 and module.vae.anchor.dtype == torch.bfloat16
+    assert module.unet.dtype == torch.float32 and module.reward_conditioner.dtype == torch.float32
+    assert all(torch.isfinite(p).all() for p in module.unet.parameters())
