@@ -101,15 +101,43 @@ def export_module(module, out_dir: str | Path, use_ema: bool = True) -> Path:
     return out_dir
 
 
+DEFAULT_MODULE_CLASS = "mredit.models.instruct_pix2pix.InstructPix2PixModule"
+
+
+def checkpoint_class_path(ckpt: str | Path) -> str | None:
+    """The LightningModule class a checkpoint was trained with, as LightningCLI records it (None if absent)."""
+    import torch
+
+    state = torch.load(str(ckpt), map_location="cpu", weights_only=False, mmap=True)
+    return state.get("hyper_parameters", {}).get("_class_path")
+
+
 def load_module_from_checkpoint(ckpt: str | Path):
-    """An ``InstructPix2PixModule`` from a Lightning checkpoint, on the CPU, in eval mode."""
+    """The editing module (InstructPix2Pix, SmartEdit, ...) of a Lightning checkpoint, on the CPU, in eval mode.
+
+    The class comes from the checkpoint's ``_class_path``; only the project's own classes are imported.
+    """
     ckpt = Path(ckpt)
     if not ckpt.is_file():
         raise FileNotFoundError(f"checkpoint not found: {ckpt}")
-    from mredit.models.instruct_pix2pix import InstructPix2PixModule
-
-    return InstructPix2PixModule.load_from_checkpoint(str(ckpt), map_location="cpu").eval()
+    class_path = checkpoint_class_path(ckpt) or DEFAULT_MODULE_CLASS
+    if not class_path.startswith("mredit."):
+        raise ValueError(f"{ckpt}: not a checkpoint of an mredit module (class {class_path})")
+    module_name, class_name = class_path.rsplit(".", 1)
+    module_class = getattr(importlib.import_module(module_name), class_name)
+    return module_class.load_from_checkpoint(str(ckpt), map_location="cpu").eval()
 
 
 def export_checkpoint(ckpt: str | Path, out_dir: str | Path, use_ema: bool = True) -> Path:
-    return export_module(load_module_from_checkpoint(ckpt), out_dir, use_ema=use_ema)
+    """Export a checkpoint; modules with their own layout (SmartEdit) provide ``export(out_dir)``."""
+    from mredit.models.instruct_pix2pix import InstructPix2PixModule
+
+    module = load_module_from_checkpoint(ckpt)
+    if isinstance(module, InstructPix2PixModule):
+        return export_module(module, out_dir, use_ema=use_ema)
+    if not hasattr(module, "export"):
+        raise ValueError(f"{type(module).__name__} cannot be exported (it has no export(out_dir) method)")
+    if not use_ema:
+        raise ValueError(f"{type(module).__name__} exports its EMA weights only; drop --no-ema")
+    module.export(str(out_dir))
+    return Path(out_dir)

@@ -1,7 +1,8 @@
 """``mredit edit``: edit one image, a folder of images, or the samples of a set of shards.
 
 The model is an export folder (``mredit export`` / ``mredit import official``) or a Lightning ``.ckpt`` of an
-``InstructPix2PixModule`` (its EMA weights unless ``--no-ema``). Each image gets its own generator seeded with
+``InstructPix2PixModule`` (its EMA weights unless ``--no-ema``) or of another mredit module with an ``edit``
+method (SmartEdit). Each image gets its own generator seeded with
 ``--seed``, so a result does not depend on the order of a batch run.
 """
 
@@ -9,11 +10,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import torch
+from PIL import Image
 
 from mredit.inference.pipeline import SCHEDULERS, RewardEditPipeline
 from mredit.inference.sizing import fit_image, load_image
@@ -33,20 +35,48 @@ def parse_scores(text: str) -> tuple[float, float, float]:
     return values
 
 
+Editor = Callable[[Image.Image, str], Image.Image]
+
+
 @contextmanager
-def open_pipeline(model: str, scheduler: str = "euler_a", use_ema: bool = True) -> Iterator[RewardEditPipeline]:
-    """A pipeline for an export folder or a ``.ckpt`` (EMA weights swapped in for the duration)."""
-    path = Path(model)
+def open_editor(args: argparse.Namespace) -> Iterator[Editor]:
+    """An ``(image, instruction) -> edited image`` function for ``--model``.
+
+    Export folders and InstructPix2Pix checkpoints run ``RewardEditPipeline`` (EMA weights swapped in unless
+    ``--no-ema``); other modules (SmartEdit) run their own ``edit(images, instructions, **options)``.
+    """
+    path = Path(args.model)
+    options = _sampling(args)
     if path.is_dir():
-        yield RewardEditPipeline.from_pretrained(path, scheduler=scheduler)
+        pipe = RewardEditPipeline.from_pretrained(path, scheduler=args.scheduler)
+        yield lambda image, instruction: _edit_with_pipeline(pipe, image, instruction, args, options)
         return
     if not path.is_file():
-        raise FileNotFoundError(f"model not found: {model} (expected an export folder or a .ckpt file)")
+        raise FileNotFoundError(f"model not found: {args.model} (expected an export folder or a .ckpt file)")
     from mredit.export.export import load_module_from_checkpoint
+    from mredit.models.instruct_pix2pix import InstructPix2PixModule
 
     module = load_module_from_checkpoint(path)
-    with module.ema_weights() if use_ema else nullcontext():
-        yield RewardEditPipeline.from_module(module, scheduler=scheduler)
+    if isinstance(module, InstructPix2PixModule):
+        with module.ema_weights() if not args.no_ema else nullcontext():
+            pipe = RewardEditPipeline.from_module(module, scheduler=args.scheduler)
+            yield lambda image, instruction: _edit_with_pipeline(pipe, image, instruction, args, options)
+        return
+    if not hasattr(module, "edit"):
+        raise ValueError(f"{type(module).__name__} has no edit(images, instructions, ...) method")
+    if args.reward_scale != 1.0 or args.no_ema:
+        raise ValueError(f"{type(module).__name__}: --reward-scale and --no-ema apply to InstructPix2Pix models only")
+    module_options = dict(
+        scores=list(options["scores"]),
+        feedback=options["feedback"],
+        steps=args.steps,
+        text_guidance=args.text_scale,
+        image_guidance=args.image_scale,
+        seed=args.seed,
+        scheduler=args.scheduler,
+        resolution=args.resolution,
+    )
+    yield lambda image, instruction: module.edit([image], [instruction], **module_options)[0]
 
 
 def _sampling(args: argparse.Namespace) -> dict:
@@ -60,7 +90,7 @@ def _sampling(args: argparse.Namespace) -> dict:
     )
 
 
-def _edit_one(pipe: RewardEditPipeline, image, instruction: str, args: argparse.Namespace, options: dict):
+def _edit_with_pipeline(pipe: RewardEditPipeline, image, instruction: str, args: argparse.Namespace, options: dict):
     fitted = fit_image(image, resolution=args.resolution, multiple=pipe.size_multiple)
     generator = torch.Generator(device=pipe.device).manual_seed(args.seed)
     return pipe(fitted, instruction, generator=generator, **options)[0]
@@ -82,10 +112,9 @@ def run_edit(args: argparse.Namespace) -> int:
         raise ValueError("--out is required with --image")
     if not args.image and not args.out_dir:
         raise ValueError("--out-dir is required with --images/--shards")
-    options = _sampling(args)
-    with open_pipeline(args.model, args.scheduler, use_ema=not args.no_ema) as pipe:
+    with open_editor(args) as edit_one:
         if args.image:
-            result = _edit_one(pipe, load_image(args.image), args.instruction, args, options)
+            result = edit_one(load_image(args.image), args.instruction)
             Path(args.out).parent.mkdir(parents=True, exist_ok=True)
             result.save(args.out)
             print(f"wrote {args.out}")
@@ -107,7 +136,7 @@ def run_edit(args: argparse.Namespace) -> int:
                     log.warning("skipping %s", e)
                     skipped += 1
                     continue
-                _edit_one(pipe, image, args.instruction, args, options).save(out_dir / f"{file.stem}.png")
+                edit_one(image, args.instruction).save(out_dir / f"{file.stem}.png")
                 written += 1
         else:
             from mredit.data.pipeline import SkipCounter
@@ -116,7 +145,7 @@ def run_edit(args: argparse.Namespace) -> int:
             counter = SkipCounter()
             for sample in _shard_samples(args.shards, counter):
                 instruction = args.instruction or sample.instruction
-                _edit_one(pipe, sample.source, instruction, args, options).save(out_dir / image_filename(sample.key))
+                edit_one(sample.source, instruction).save(out_dir / image_filename(sample.key))
                 written += 1
             skipped = counter.total
     print(f"wrote {written} images to {out_dir}" + (f", skipped {skipped} unreadable" if skipped else ""))

@@ -89,3 +89,19 @@ def test_real_config_fails_fast_naming_the_env_vars():
     assert message.startswith("mredit fit: error:")
     for name in ("MREDIT_LLAVA_PATH", "MREDIT_CLIP_VISION_PATH", "MREDIT_SMARTEDIT_SD_PATH"):
         assert name in message
+
+
+def test_edit_and_export_cli_accept_a_smartedit_checkpoint(reward_run, tmp_path):
+    """`mredit edit` and `mredit export` dispatch on the checkpoint's module class, not only InstructPix2Pix."""
+    from PIL import Image
+
+    from mredit.cli import main
+
+    Image.new("RGB", (32, 32), (200, 40, 40)).save(tmp_path / "in.png")
+    out = tmp_path / "out.png"
+    edit = ["edit", "--model", str(reward_run), "--image", str(tmp_path / "in.png"), "--instruction", "make it blue"]
+    assert main([*edit, "--steps", "2", "--resolution", "32", "--out", str(out)]) == 0
+    assert Image.open(out).size == (32, 32)
+    assert main(["export", "--ckpt", str(reward_run), "--out", str(tmp_path / "export")]) == 0
+    assert (tmp_path / "export" / "unet" / "config.json").is_file()
+    assert (tmp_path / "export" / "smartedit.json").is_file()
