@@ -108,8 +108,10 @@ def build_tiny_components(
     """
     tokenizer = build_tiny_tokenizer(tokenizer_max_length)
     text_encoder = CLIPTextModel(tiny_text_encoder_config(tokenizer, text_encoder_config))
-    vae_values = {**TINY_VAE, **(vae_config or {})}
-    vae_class_name = vae_values.pop("_class_name", "PixelShuffleAutoencoder")
+    vae_values = dict(vae_config or {})
+    vae_class_name = vae_values.pop("_class_name", TINY_VAE["_class_name"])
+    if vae_class_name == TINY_VAE["_class_name"]:  # the defaults belong to the pixel autoencoder only
+        vae_values = {k: v for k, v in {**TINY_VAE, **vae_values}.items() if k != "_class_name"}
     if vae_class_name not in VAE_CLASSES:
         raise ValueError(f"vae_config._class_name must be one of {sorted(VAE_CLASSES)}, got {vae_class_name!r}")
     vae = VAE_CLASSES[vae_class_name](**vae_values)

@@ -27,12 +27,27 @@ class PixelShuffleAutoencoder(ModelMixin, ConfigMixin):
     """Pixel (un)shuffle by ``factor`` (a power of two); ``latent_channels = in_channels * factor ** 2``."""
 
     @register_to_config
-    def __init__(self, factor: int = 2, in_channels: int = 3, scaling_factor: float = 1.0) -> None:
+    def __init__(
+        self,
+        factor: int = 2,
+        in_channels: int = 3,
+        scaling_factor: float = 1.0,
+        latent_channels: int | None = None,
+        block_out_channels: list[int] | None = None,
+    ) -> None:
+        """``latent_channels`` and ``block_out_channels`` are derived; a saved config's values are checked."""
         super().__init__()
         if factor < 1 or factor & (factor - 1):
             raise ValueError(f"PixelShuffleAutoencoder: factor must be a power of two, got {factor}")
-        levels = int(math.log2(factor)) + 1
-        self.register_to_config(latent_channels=in_channels * factor**2, block_out_channels=[in_channels] * levels)
+        derived = {
+            "latent_channels": in_channels * factor**2,
+            "block_out_channels": [in_channels] * (int(math.log2(factor)) + 1),
+        }
+        given = {"latent_channels": latent_channels, "block_out_channels": block_out_channels}
+        for name, value in given.items():
+            if value is not None and (list(value) if name == "block_out_channels" else value) != derived[name]:
+                raise ValueError(f"PixelShuffleAutoencoder: {name}={value} contradicts factor/in_channels")
+        self.register_to_config(**derived)
         # no weights; the buffer gives the model a device and dtype like any other diffusers model
         self.register_buffer("anchor", torch.zeros(1), persistent=True)
 
