@@ -31,9 +31,10 @@ BASELINE_CONFIG = REPO_ROOT / "configs" / "insp2p_tiny.yaml"
 REWARD_CONFIG = REPO_ROOT / "configs" / "insp2p_reward_tiny.yaml"
 REWARD_NOTE = {"reward": " at rewards (5, 5, 5)"}
 RESULT_KEYS = ("yes_rate", "score", "yes_rate_ci", "score_ci", "n")
-# Full demo budget: two models side by side on two cores at roughly 0.2-0.4 s per step each (measured on a busy
-# 2-core machine: 0.39 CPU-s per step for the reward model, 0.32 for the baseline), i.e. about 10 minutes.
-DEFAULTS = {"num_train": 12000, "num_test": 140, "resolution": 16, "steps": 2000, "batch_size": 64, "edit_steps": 25}
+# Full demo budget, from measurements of the tiny models at 16 px with one thread: forward + backward cost about
+# 6 ms per sample (reward model; 5 ms baseline) plus a fixed ~40 ms per step, so 2,400 steps at batch 32 take
+# about 10 minutes per model when the two train side by side on two cores.
+DEFAULTS = {"num_train": 8000, "num_test": 140, "resolution": 16, "steps": 2400, "batch_size": 32, "edit_steps": 25}
 FAST = {"num_train": 64, "num_test": 14, "resolution": 16, "steps": 4, "batch_size": 8, "edit_steps": 2}
 
 

@@ -7,8 +7,8 @@ An experiment is data, ``experiments/<name>/config.yaml``::
     hypothesis: the reward-conditioned model beats the baseline on all three perspectives
     seeds: [0, 1, 2]
     reference: baseline                 # arms are also compared with this one, paired by seed
-    data: {num_train: 12000, num_test: 140, resolution: 16, corrupt_rate: 0.5}
-    train: {max_steps: 3000, batch_size: 64}
+    data: {num_train: 8000, num_test: 140, resolution: 16, corrupt_rate: 0.5}
+    train: {max_steps: 2400, batch_size: 32}
     edit: {steps: 25, scheduler: ddim, text_scale: 1.0, image_scale: 1.0, scores: [5, 5, 5]}
     arms:
       - {name: baseline, configs: [configs/insp2p_tiny.yaml]}
