@@ -8,6 +8,7 @@
 4. edit the test set with both (the reward model at rewards (5, 5, 5)) into ``<out>/edits/<model>/<key>.png``;
 5. judge both with the oracle (``mredit judge eval``) and write ``<out>/results.json``, ``results.md`` (overall and
    per category), ``grid.png`` (source | target | baseline | reward) and ``bars.png``; print the table.
+   As a controllability check the reward model also edits at rewards (0, 0, 0) (``edits/reward_at_0``).
 
 ``python -m mredit.demo --fast`` runs the same pipeline at a few steps (the CI test).
 """
@@ -29,7 +30,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 MODELS = ("baseline", "reward")
 BASELINE_CONFIG = REPO_ROOT / "configs" / "insp2p_tiny.yaml"
 REWARD_CONFIG = REPO_ROOT / "configs" / "insp2p_reward_tiny.yaml"
-REWARD_NOTE = {"reward": " at rewards (5, 5, 5)"}
+BEST, WORST = (5.0, 5.0, 5.0), (0.0, 0.0, 0.0)
+LOW_REWARD_RUN = "reward_at_0"
 RESULT_KEYS = ("yes_rate", "score", "yes_rate_ci", "score_ci", "n")
 # Full demo budget, from measurements of the tiny models at 16 px with one thread: forward + backward cost about
 # 6 ms per sample (reward model; 5 ms baseline) plus a fixed ~40 ms per step, so 2,400 steps at batch 32 take
@@ -93,27 +95,40 @@ def run_demo(
         print(f"training {len(train_jobs)} model(s), {steps} steps at batch {batch_size}, side by side", flush=True)
         workflow.run_jobs(train_jobs, max_parallel=parallel)
     timings["training"] = time.time() - start - sum(timings.values())
-    edit_spec = EditSpec(steps=edit_steps, seed=seed)
-    for name, spec in specs.items():
-        checkpoint, edits = workflow.checkpoint_path(spec), out / "edits" / name
+    # (edits dir, model, rewards): the reward model is also run at the worst rewards, which should undo its edits
+    editions = [("baseline", "baseline", BEST), ("reward", "reward", BEST), (LOW_REWARD_RUN, "reward", WORST)]
+    for name, model, scores in editions:
+        checkpoint, edits = workflow.checkpoint_path(specs[model]), out / "edits" / name
+        edit_spec = EditSpec(steps=edit_steps, seed=seed, scores=scores)
         if not workflow.edits_done(edits, checkpoint, edit_spec, resolution):
-            print(f"editing the {num_test} test images with the {name} model" + REWARD_NOTE.get(name, ""), flush=True)
+            rewards = f" at rewards ({', '.join(f'{v:g}' for v in scores)})" if model == "reward" else ""
+            print(f"editing the {num_test} test images with the {model} model{rewards}", flush=True)
             workflow.edit(checkpoint, data.test, edits, edit_spec, resolution)
     timings["editing"] = time.time() - start - sum(timings.values())
     print("judging the edits with the oracle", flush=True)
-    evaluations = {name: workflow.evaluate(out / "edits" / name, data.test, out / "eval" / name) for name in MODELS}
+    evaluations = {
+        name: workflow.evaluate(out / "edits" / name, data.test, out / "eval" / name) for name, *_ in editions
+    }
     timings["judging"] = time.time() - start - sum(timings.values())
     results = {name: _summary(evaluations[name]["overall"]) for name in MODELS}
     (out / "results.json").write_text(json.dumps(results, indent=1))
     overall = format_overall_table(results)
     per_category = format_category_table({name: evaluations[name]["per_category"] for name in MODELS})
+    control = format_overall_table(
+        {
+            "reward at (5, 5, 5)": results["reward"],
+            "reward at (0, 0, 0)": _summary(evaluations[LOW_REWARD_RUN]["overall"]),
+        }
+    )
     minutes = (time.time() - start) / 60
     stages = ", ".join(f"{stage} {seconds / 60:.1f}" for stage, seconds in timings.items())
     budget = f"{num_train} training triplets, {steps} steps at batch {batch_size}, {resolution} px, seed {seed}"
     (out / "results.md").write_text(
         f"# Demo results\n\n{budget}; {num_test} clean test edits judged by the oracle; "
         f"{minutes:.1f} min ({stages}).\n\n"
-        f"## Overall\n\n{overall}\n\n## Per category\n\n{per_category}\n\n![grid](grid.png)\n\n![bars](bars.png)\n"
+        f"## Overall\n\n{overall}\n\n## Per category\n\n{per_category}\n\n"
+        f"## Controllability\n\nThe reward model asked for the worst rewards should edit less (lower following) "
+        f"than at the best rewards.\n\n{control}\n\n![grid](grid.png)\n\n![bars](bars.png)\n"
     )
     save_comparison_grid(_grid_rows(data.test, out), ("source", "target", "baseline", "reward"), out / "grid.png")
     save_metric_bars(results, out / "bars.png", title="oracle judge on the synthetic test set")

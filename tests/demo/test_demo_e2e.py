@@ -42,14 +42,16 @@ def test_every_promised_file_exists(demo_out):
     out, stdout, _ = demo_out
     test_keys = {json.loads(line)["key"] for line in (out / "eval" / "baseline" / "judgements.jsonl").open()}
     assert len(test_keys) == 14
-    for model in ("baseline", "reward"):
+    for model in ("baseline", "reward", "reward_at_0"):  # the last: the reward model at rewards (0, 0, 0)
         assert {p.stem for p in (out / "edits" / model).glob("*.png")} == test_keys
-        assert (out / "runs" / model / "final.ckpt").exists()
         assert (out / "eval" / model / "results.json").exists()
+    for model in ("baseline", "reward"):
+        assert (out / "runs" / model / "final.ckpt").exists()
     for name in ("results.md", "grid.png", "bars.png"):
         assert (out / name).stat().st_size > 0, name
     report = (out / "results.md").read_text()
     assert "## Per category" in report and report.count("| local | ") == 2
+    assert "## Controllability" in report and "| reward at (0, 0, 0) |" in report
     assert "| baseline |" in stdout and "| reward |" in stdout  # the table is printed at the end
 
 
