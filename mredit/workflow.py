@@ -32,7 +32,7 @@ DONE_MARKER = "done.json"
 class DataSpec:
     """The synthetic train (corrupted, oracle-annotated) and test (clean, balanced) sets."""
 
-    num_train: int = 12000
+    num_train: int = 8000
     num_test: int = 140
     resolution: int = 16
     corrupt_rate: float = 0.5
@@ -387,7 +387,7 @@ def run_jobs(jobs: Sequence[Job], max_parallel: int = 2, poll_s: float = 1.0) ->
             while pending and len(running) < max_parallel:
                 job = pending.pop(0)
                 job.log_path.parent.mkdir(parents=True, exist_ok=True)
-                log = open(job.log_path, "w")  # noqa: SIM115 - closed when the process ends
+                log = open(job.log_path, "w")  # closed when the process ends
                 running.append(
                     (job, subprocess.Popen(job.argv, stdout=log, stderr=subprocess.STDOUT, env=child_env()), log)
                 )
