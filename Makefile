@@ -8,7 +8,7 @@ ARGS ?=
 TORCH_CPU_VERSION ?= 2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: help install test lint format train demo bench clean
+.PHONY: help install test lint format synth train demo clean
 
 help: ## list the targets
 	@grep -E '^[a-z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-10s %s\n", $$1, $$2}'
@@ -34,6 +34,12 @@ lint: install ## ruff check and format check
 format: install ## apply ruff fixes and formatting
 	$(VENV)/bin/ruff check --fix mredit tests benchmarks
 	$(VENV)/bin/ruff format mredit tests benchmarks
+
+synth: install ## the synthetic shards the tiny configs read (data/synth and data/synth_reward)
+	$(VENV)/bin/mredit data synth --out data/synth/train --split train --num 2000
+	$(VENV)/bin/mredit data synth --out data/synth/val --split test --num 64 --seed 1
+	$(VENV)/bin/mredit data synth --out data/synth_reward/train --split train --num 2000 --with-rewards
+	$(VENV)/bin/mredit data synth --out data/synth_reward/val --split test --num 64 --seed 1 --with-rewards
 
 train: install ## train: make train CONFIG=<name> [ARGS="--trainer.max_steps=10"]
 	$(VENV)/bin/mredit fit --config configs/$(CONFIG).yaml $(ARGS)
