@@ -15,7 +15,16 @@ import numpy as np
 
 from mredit.synth.edits import OBJECT_CATEGORIES, WHOLE_IMAGE_CATEGORIES, Edit, render_edit, scene_colors
 from mredit.synth.filters import block_mean, gaussian_blur
-from mredit.synth.scene import COLOR_NAMES, Background, Scene, color_distance, color_rgb, fits, pick, render_layers
+from mredit.synth.scene import (
+    COLOR_NAMES,
+    Background,
+    Scene,
+    color_rgb,
+    colors_far_from,
+    fits,
+    pick,
+    render_layers,
+)
 
 KINDS: dict[str, str] = {
     "no_change": "following",
@@ -137,7 +146,7 @@ def applicable_kinds(ctx: EditContext) -> list[str]:
 
 
 def _other_color(rng: np.random.Generator, avoid: list[str]) -> str:
-    choices = [c for c in COLOR_NAMES if all(color_distance(c, a) >= 0.35 for a in avoid)]
+    choices = colors_far_from(avoid, 0.35)
     return pick(rng, choices or [c for c in COLOR_NAMES if c not in avoid])
 
 

@@ -15,15 +15,14 @@ from typing import Any
 import numpy as np
 
 from mredit.synth.scene import (
-    COLOR_NAMES,
     SHAPES,
     TEXTURE_PATTERNS,
     Background,
     Scene,
     SceneObject,
     Texture,
-    color_distance,
     color_rgb,
+    colors_far_from,
     fits,
     pick,
     render_layers,
@@ -251,7 +250,7 @@ def instruction_for(scene: Scene, edit: Edit, rng: np.random.Generator) -> str:
 
 
 def _new_color(rng: np.random.Generator, avoid: list[str]) -> str | None:
-    choices = [c for c in COLOR_NAMES if all(color_distance(c, a) >= 0.3 for a in avoid)]
+    choices = colors_far_from(avoid, 0.3)
     return pick(rng, choices) if choices else None
 
 

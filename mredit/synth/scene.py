@@ -169,23 +169,48 @@ def _downsample(mask: np.ndarray, supersample: int) -> np.ndarray:
     return mask.reshape(h, supersample, w, supersample).sum(axis=(1, 3), dtype=np.float32) / supersample**2
 
 
-def object_coverage(obj: SceneObject, resolution: int) -> np.ndarray:
-    """Fraction of each pixel the object covers, [R, R] float32 (before occlusion by later objects)."""
+@dataclass(frozen=True)
+class _Geometry:
+    """What an object's coverage depends on (not its colours): the cache key of ``_coverage_box``."""
+
+    shape: str
+    x: float
+    y: float
+    size: float
+
+
+@lru_cache(maxsize=2048)
+def _coverage_box(shape: str, x: float, y: float, size: float, resolution: int) -> tuple[int, int, int, int, Any]:
+    """(y0, y1, x0, x1, coverage of that pixel window) of a shape, or a None window when it misses the frame.
+
+    Cached (read-only): a sample renders the same geometry several times (source, answer, flawed variants)."""
     xs, ys = _grid(resolution, SUPERSAMPLE)
     # only the pixels of the bounding box (every shape lies within 1.2 radii of its centre)
-    reach = 1.2 * obj.size
-    x0, x1 = (min(resolution, max(0, int(v * resolution) + d)) for v, d in ((obj.x - reach, 0), (obj.x + reach, 2)))
-    y0, y1 = (min(resolution, max(0, int(v * resolution) + d)) for v, d in ((obj.y - reach, 0), (obj.y + reach, 2)))
+    reach = 1.2 * size
+    x0, x1 = (min(resolution, max(0, int(v * resolution) + d)) for v, d in ((x - reach, 0), (x + reach, 2)))
+    y0, y1 = (min(resolution, max(0, int(v * resolution) + d)) for v, d in ((y - reach, 0), (y + reach, 2)))
+    if not (x1 > x0 and y1 > y0):
+        return y0, y1, x0, x1, None
+    window = (slice(y0 * SUPERSAMPLE, y1 * SUPERSAMPLE), slice(x0 * SUPERSAMPLE, x1 * SUPERSAMPLE))
+    coverage = _downsample(_inside(_Geometry(shape, x, y, size), xs[window], ys[window]), SUPERSAMPLE)
+    coverage.setflags(write=False)
+    return y0, y1, x0, x1, coverage
+
+
+def object_coverage(obj: SceneObject, resolution: int) -> np.ndarray:
+    """Fraction of each pixel the object covers, [R, R] float32 (before occlusion by later objects)."""
+    y0, y1, x0, x1, window = _coverage_box(obj.shape, obj.x, obj.y, obj.size, resolution)
     coverage = np.zeros((resolution, resolution), np.float32)
-    if x1 > x0 and y1 > y0:
-        window = (slice(y0 * SUPERSAMPLE, y1 * SUPERSAMPLE), slice(x0 * SUPERSAMPLE, x1 * SUPERSAMPLE))
-        inside = _inside(obj, xs[window], ys[window])
-        coverage[y0:y1, x0:x1] = _downsample(inside, SUPERSAMPLE)
+    if window is not None:
+        coverage[y0:y1, x0:x1] = window
     return coverage
 
 
+@lru_cache(maxsize=1024)
 def pattern_fill(pattern: str, first: str, second: str | None, resolution: int, period: int) -> np.ndarray:
-    """A full-image fill [R, R, 3]: solid, horizontal stripes, or checker with cells of ``period // 2`` px."""
+    """A full-image fill [R, R, 3]: solid, horizontal stripes, or checker with cells of ``period // 2`` px.
+
+    Cached and read-only: copy it to draw on it."""
     base = np.broadcast_to(color_rgb(first), (resolution, resolution, 3))
     if pattern == "solid" or second is None:
         return base
@@ -194,7 +219,9 @@ def pattern_fill(pattern: str, first: str, second: str | None, resolution: int, 
         select = np.broadcast_to((idx % 2 == 1)[:, None], (resolution, resolution))
     else:
         select = (idx[:, None] + idx[None, :]) % 2 == 1
-    return np.where(select[..., None], color_rgb(second), base)
+    fill = np.where(select[..., None], color_rgb(second), base)
+    fill.setflags(write=False)
+    return fill
 
 
 def background_period(resolution: int) -> int:
@@ -211,21 +238,30 @@ def pick(rng: np.random.Generator, options):
 
 
 def render_layers(scene: Scene) -> tuple[np.ndarray, list[np.ndarray]]:
-    """The rendered image [R, R, 3] in [0, 1] and each object's visible coverage (after occlusion)."""
+    """The rendered image [R, R, 3] in [0, 1] and each object's visible coverage (after occlusion).
+
+    Objects are composited over their bounding boxes only: outside them their coverage is 0, which leaves the
+    image (and the occlusion) exactly as a full-frame pass would."""
     res = scene.resolution
     bg = scene.background
     image = np.array(pattern_fill(bg.pattern, bg.color, bg.color2, res, background_period(res)), dtype=np.float32)
-    coverages = [object_coverage(o, res) for o in scene.objects]
-    for obj, cov in zip(scene.objects, coverages):
+    boxes = [_coverage_box(o.shape, o.x, o.y, o.size, res) for o in scene.objects]
+    period = texture_period(res)
+    for obj, (y0, y1, x0, x1, cov) in zip(scene.objects, boxes):
+        if cov is None:
+            continue
         tex = obj.texture
-        fill = pattern_fill(
-            tex.pattern if tex else "solid", obj.color, tex.color if tex else None, res, texture_period(res)
-        )
-        image += cov[..., None] * (fill - image)
+        fill = pattern_fill(tex.pattern if tex else "solid", obj.color, tex.color if tex else None, res, period)
+        window = image[y0:y1, x0:x1]
+        window += cov[..., None] * (fill[y0:y1, x0:x1] - window)
     visible, unoccluded = [], np.ones((res, res), np.float32)
-    for cov in reversed(coverages):  # from the top: what later objects leave uncovered
-        visible.append(cov * unoccluded)
-        unoccluded = unoccluded * (1.0 - cov)
+    for y0, y1, x0, x1, cov in reversed(boxes):  # from the top: what later objects leave uncovered
+        layer = np.zeros((res, res), np.float32)
+        if cov is not None:
+            free = unoccluded[y0:y1, x0:x1]
+            layer[y0:y1, x0:x1] = cov * free
+            unoccluded[y0:y1, x0:x1] = free * (1.0 - cov)
+        visible.append(layer)
     return image, visible[::-1]
 
 
@@ -242,8 +278,30 @@ def quantize(image: np.ndarray) -> np.ndarray:
     return to_uint8(image).astype(np.float32) / 255.0
 
 
-def _far_enough(a: str, others: list[str], min_distance: float = 0.3) -> bool:
-    return all(color_distance(a, b) >= min_distance for b in others)
+@lru_cache(maxsize=64)
+def _far_bits(name: str, min_distance: float) -> int:
+    """The palette colours at least ``min_distance`` from ``name``, as a bit set over ``COLOR_NAMES``."""
+    return sum(1 << i for i, c in enumerate(COLOR_NAMES) if color_distance(c, name) >= min_distance)
+
+
+@lru_cache(maxsize=8192)
+def _colors_of_bits(bits: int) -> tuple[str, ...]:
+    return tuple(c for i, c in enumerate(COLOR_NAMES) if bits >> i & 1)
+
+
+def colors_far_from(avoid: list[str], min_distance: float = 0.3) -> tuple[str, ...]:
+    """The palette colours (in ``COLOR_NAMES`` order) at least ``min_distance`` from every colour of ``avoid``."""
+    bits = (1 << len(COLOR_NAMES)) - 1
+    for a in avoid:
+        bits &= _far_bits(a, min_distance)
+    return _colors_of_bits(bits)
+
+
+@lru_cache(maxsize=16)
+def _second_background_colors(color: str) -> tuple[str, ...]:
+    """Colours for a pattern's second colour: near ``color`` but distinguishable (any other when none is)."""
+    near = tuple(c for c in COLOR_NAMES if 0.2 <= color_distance(c, color) <= 0.5)
+    return near or tuple(c for c in COLOR_NAMES if c != color)
 
 
 def fits(scene: Scene, x: float, y: float, size: float, ignore: int | None = None) -> bool:
@@ -263,12 +321,11 @@ def random_scene(rng: np.random.Generator, resolution: int, num_objects: int) ->
     bg_color = pick(rng, COLOR_NAMES)
     bg_color2 = None
     if pattern != "solid":
-        near = [c for c in COLOR_NAMES if 0.2 <= color_distance(c, bg_color) <= 0.5]
-        bg_color2 = pick(rng, near or [c for c in COLOR_NAMES if c != bg_color])
+        bg_color2 = pick(rng, _second_background_colors(bg_color))
     scene = Scene(Background(bg_color, pattern, bg_color2), (), resolution)
     taken = [c for c in (bg_color, bg_color2) if c]
     for _ in range(num_objects):
-        color = pick(rng, [c for c in COLOR_NAMES if _far_enough(c, taken)])
+        color = pick(rng, colors_far_from(taken))
         for _attempt in range(50):
             size = float(rng.uniform(0.12, 0.19))
             x, y = (float(v) for v in rng.uniform(size + 0.02, 1 - size - 0.02, size=2))
