@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -306,7 +307,9 @@ def edit_with_module_method(
         raise ValueError(f"{checkpoint}: not a checkpoint of an mredit module (class {class_path or 'unknown'})")
     module_name, class_name = class_path.rsplit(".", 1)
     module_class = getattr(importlib.import_module(module_name), class_name)
-    module = module_class.load_from_checkpoint(str(checkpoint), map_location="cpu").eval()
+    with warnings.catch_warnings():  # modules may leave frozen pretrained parts out of their checkpoints on purpose
+        warnings.filterwarnings("ignore", message="Found keys that are in the model state dict but not in the checkp")
+        module = module_class.load_from_checkpoint(str(checkpoint), map_location="cpu").eval()
     if not hasattr(module, "edit"):
         raise ValueError(f"{type(module).__name__} has no edit(images, instructions, ...) method: cannot edit with it")
     options = dict(
