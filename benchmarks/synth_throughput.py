@@ -11,7 +11,7 @@ import os
 import time
 
 from mredit.schema import encode_sample
-from mredit.synth.generate import generate_samples
+from mredit.synth.generate import PNG_COMPRESS_LEVEL, generate_samples
 from mredit.synth.oracle import OracleJudge
 
 
@@ -25,7 +25,7 @@ def main() -> None:
 
     start = time.process_time()
     samples = [s for s in generate_samples(args.num, "train", args.resolution, corrupt_rate=0.5, seed=0)]
-    encoded = [encode_sample(s) for s in samples]
+    encoded = [encode_sample(s, compress_level=PNG_COMPRESS_LEVEL) for s in samples]  # as the shard writer
     generate_s = time.process_time() - start
 
     start = time.process_time()

@@ -31,6 +31,7 @@ class ShardSetWriter:
         image_format: str = "png",
         provenance: dict[str, Any] | None = None,
         mtime: float | None = None,  # a fixed tar mtime makes shards byte-reproducible
+        compress_level: int | None = None,  # PNG zlib level (lossless at any level); None: PIL's default
     ) -> None:
         if shard_size < 1:
             raise ValueError(f"shard_size must be >= 1, got {shard_size}")
@@ -39,6 +40,7 @@ class ShardSetWriter:
         self.prefix, self.shard_size, self.image_format = prefix, shard_size, image_format
         self.provenance = dict(provenance or {})
         self.mtime = mtime
+        self.compress_level = compress_level
         self.shards: list[dict[str, Any]] = []
         self._writer: wds.TarWriter | None = None
         self._keys: set[str] = set()
@@ -60,7 +62,7 @@ class ShardSetWriter:
         self._keys.add(sample.key)
         if self._writer is None or self.shards[-1]["num_samples"] >= self.shard_size:
             self._open_next()
-        self._writer.write(encode_sample(sample, self.image_format))
+        self._writer.write(encode_sample(sample, self.image_format, self.compress_level))
         self.shards[-1]["num_samples"] += 1
         if sample.reward is not None:
             self.num_with_reward += 1

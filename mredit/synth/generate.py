@@ -26,6 +26,9 @@ from mredit.synth.scene import pick, random_scene, to_uint8
 SPLITS: dict[str, int] = {"train": 0, "test": 1}
 SHARD_MTIME = 0.0  # fixed, so that the same seed gives byte-identical shards
 MIN_OBJECT_CHANGE = 0.15  # mean colour change an object edit must make inside its mask
+# zlib level of the shards' PNGs: lossless at any level, and 1 encodes 32 px images about 1.5x faster than
+# PIL's default 6 for about 10% more bytes
+PNG_COMPRESS_LEVEL = 1
 
 
 def _changes_enough(ctx: EditContext) -> bool:
@@ -133,7 +136,14 @@ def write_synth_shards(
     }
     kinds: Counter = Counter()
     corrupted = 0
-    writer = ShardSetWriter(out_dir, prefix=split, shard_size=shard_size, provenance=provenance, mtime=SHARD_MTIME)
+    writer = ShardSetWriter(
+        out_dir,
+        prefix=split,
+        shard_size=shard_size,
+        provenance=provenance,
+        mtime=SHARD_MTIME,
+        compress_level=PNG_COMPRESS_LEVEL,
+    )
     with writer:
         for sample in generate_samples(num, split, resolution, seed=seed, corruption=config, with_rewards=with_rewards):
             flaws = sample.meta["corruptions"]
