@@ -13,7 +13,14 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from mredit.synth.edits import OBJECT_CATEGORIES, WHOLE_IMAGE_CATEGORIES, Edit, render_edit, scene_colors
+from mredit.synth.edits import (
+    OBJECT_CATEGORIES,
+    WHOLE_IMAGE_CATEGORIES,
+    Edit,
+    render_answer,
+    render_edit,
+    scene_colors,
+)
 from mredit.synth.filters import block_mean, gaussian_blur
 from mredit.synth.scene import (
     COLOR_NAMES,
@@ -151,7 +158,7 @@ def _other_color(rng: np.random.Generator, avoid: list[str]) -> str:
 
 
 def _answer_of(scene: Scene, edit: Edit) -> np.ndarray:
-    return render_edit(scene, edit)[1]
+    return render_answer(scene, edit)
 
 
 def _partial_keep(ctx: EditContext, severity: float, rng: np.random.Generator) -> np.ndarray:

@@ -23,9 +23,11 @@ from mredit.synth.scene import (
     Texture,
     color_rgb,
     colors_far_from,
+    composite,
     fits,
     pick,
-    render_layers,
+    render,
+    visible_layers,
 )
 
 CATEGORIES: tuple[str, ...] = ("local", "remove", "add", "texture", "background", "global", "style")
@@ -198,18 +200,23 @@ def apply_pixel_edit(edit: Edit, image: np.ndarray) -> np.ndarray:
     return image
 
 
+def render_answer(scene: Scene, edit: Edit) -> np.ndarray:
+    """The exact answer image of an edit, float32 (``render_edit``'s second image, without the rest)."""
+    return apply_pixel_edit(edit, render(answer_scene(scene, edit))).astype(np.float32, copy=False)
+
+
 def render_edit(scene: Scene, edit: Edit) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(source image, exact answer image, edit mask) as float32; the mask marks what the edit may change."""
-    source, source_cov = render_layers(scene)
-    answer, answer_cov = render_layers(answer_scene(scene, edit))
-    answer = apply_pixel_edit(edit, answer).astype(np.float32)
-    res = scene.resolution
-    if edit.category in OBJECT_CATEGORIES:
-        mask = source_cov[edit.target]
-    elif edit.category == "add":
-        mask = answer_cov[-1]
-    elif edit.category == "background":
-        mask = 1.0 - np.clip(sum(source_cov, np.zeros((res, res), np.float32)), 0.0, 1.0)
+    res, category = scene.resolution, edit.category
+    source, source_boxes = composite(scene)
+    answer, answer_boxes = composite(answer_scene(scene, edit))
+    answer = apply_pixel_edit(edit, answer).astype(np.float32, copy=False)
+    if category in OBJECT_CATEGORIES:
+        mask = visible_layers(source_boxes, res, first=edit.target)[0]
+    elif category == "add":
+        mask = visible_layers(answer_boxes, res, first=len(answer_boxes) - 1)[0]  # on top of everything
+    elif category == "background":
+        mask = 1.0 - np.clip(sum(visible_layers(source_boxes, res), np.zeros((res, res), np.float32)), 0.0, 1.0)
     else:
         mask = np.ones((res, res), np.float32)
     return source, answer, mask.astype(np.float32)

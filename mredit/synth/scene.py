@@ -187,8 +187,9 @@ def _coverage_box(shape: str, x: float, y: float, size: float, resolution: int) 
     xs, ys = _grid(resolution, SUPERSAMPLE)
     # only the pixels of the bounding box (every shape lies within 1.2 radii of its centre)
     reach = 1.2 * size
-    x0, x1 = (min(resolution, max(0, int(v * resolution) + d)) for v, d in ((x - reach, 0), (x + reach, 2)))
-    y0, y1 = (min(resolution, max(0, int(v * resolution) + d)) for v, d in ((y - reach, 0), (y + reach, 2)))
+    x0, x1 = max(0, int((x - reach) * resolution)), max(0, int((x + reach) * resolution) + 2)
+    y0, y1 = max(0, int((y - reach) * resolution)), max(0, int((y + reach) * resolution) + 2)
+    x0, x1, y0, y1 = min(resolution, x0), min(resolution, x1), min(resolution, y0), min(resolution, y1)
     if not (x1 > x0 and y1 > y0):
         return y0, y1, x0, x1, None
     window = (slice(y0 * SUPERSAMPLE, y1 * SUPERSAMPLE), slice(x0 * SUPERSAMPLE, x1 * SUPERSAMPLE))
@@ -237,11 +238,14 @@ def pick(rng: np.random.Generator, options):
     return options[int(rng.integers(len(options)))]
 
 
-def render_layers(scene: Scene) -> tuple[np.ndarray, list[np.ndarray]]:
-    """The rendered image [R, R, 3] in [0, 1] and each object's visible coverage (after occlusion).
+Box = tuple[int, int, int, int, Any]  # (y0, y1, x0, x1, coverage window or None), see ``_coverage_box``
+
+
+def composite(scene: Scene) -> tuple[np.ndarray, list[Box]]:
+    """The rendered image [R, R, 3] in [0, 1] (a new array) and each object's coverage box.
 
     Objects are composited over their bounding boxes only: outside them their coverage is 0, which leaves the
-    image (and the occlusion) exactly as a full-frame pass would."""
+    image exactly as a full-frame pass would."""
     res = scene.resolution
     bg = scene.background
     image = np.array(pattern_fill(bg.pattern, bg.color, bg.color2, res, background_period(res)), dtype=np.float32)
@@ -254,23 +258,35 @@ def render_layers(scene: Scene) -> tuple[np.ndarray, list[np.ndarray]]:
         fill = pattern_fill(tex.pattern if tex else "solid", obj.color, tex.color if tex else None, res, period)
         window = image[y0:y1, x0:x1]
         window += cov[..., None] * (fill[y0:y1, x0:x1] - window)
-    visible, unoccluded = [], np.ones((res, res), np.float32)
-    for y0, y1, x0, x1, cov in reversed(boxes):  # from the top: what later objects leave uncovered
-        layer = np.zeros((res, res), np.float32)
+    return image, boxes
+
+
+def visible_layers(boxes: list[Box], resolution: int, first: int = 0) -> list[np.ndarray]:
+    """The visible coverage (after occlusion by later objects) of objects ``first, first + 1, ...``, [R, R] each."""
+    visible, unoccluded = [], np.ones((resolution, resolution), np.float32)
+    for y0, y1, x0, x1, cov in reversed(boxes[first:]):  # from the top: what later objects leave uncovered
+        layer = np.zeros((resolution, resolution), np.float32)
         if cov is not None:
             free = unoccluded[y0:y1, x0:x1]
             layer[y0:y1, x0:x1] = cov * free
             unoccluded[y0:y1, x0:x1] = free * (1.0 - cov)
         visible.append(layer)
-    return image, visible[::-1]
+    return visible[::-1]
+
+
+def render_layers(scene: Scene) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The rendered image [R, R, 3] in [0, 1] and each object's visible coverage (after occlusion)."""
+    image, boxes = composite(scene)
+    return image, visible_layers(boxes, scene.resolution)
 
 
 def render(scene: Scene) -> np.ndarray:
-    return render_layers(scene)[0]
+    return composite(scene)[0]
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
-    return np.clip(np.rint(image * 255.0), 0, 255).astype(np.uint8)
+    scaled = np.rint(image * 255.0)
+    return np.minimum(np.maximum(scaled, 0, out=scaled), 255, out=scaled).astype(np.uint8)  # clip, NaN kept
 
 
 def quantize(image: np.ndarray) -> np.ndarray:
@@ -306,10 +322,14 @@ def _second_background_colors(color: str) -> tuple[str, ...]:
 
 def fits(scene: Scene, x: float, y: float, size: float, ignore: int | None = None) -> bool:
     """Whether a shape at (x, y) with radius ``size`` stays inside the frame and barely overlaps the others."""
+    return _fits(scene.objects, x, y, size, ignore)
+
+
+def _fits(objects, x: float, y: float, size: float, ignore: int | None = None) -> bool:
     margin = 0.02
     if not (size + margin <= x <= 1 - size - margin and size + margin <= y <= 1 - size - margin):
         return False
-    return all(np.hypot(o.x - x, o.y - y) >= 0.95 * (o.size + size) for i, o in enumerate(scene.objects) if i != ignore)
+    return all(np.hypot(o.x - x, o.y - y) >= 0.95 * (o.size + size) for i, o in enumerate(objects) if i != ignore)
 
 
 def random_scene(rng: np.random.Generator, resolution: int, num_objects: int) -> Scene:
@@ -317,23 +337,23 @@ def random_scene(rng: np.random.Generator, resolution: int, num_objects: int) ->
 
     Shapes may be at most slightly overlapping; every (colour, shape) is unique, so a colour alone names an object.
     """
-    pattern = BACKGROUND_PATTERNS[int(np.searchsorted([0.6, 0.8], rng.random(), side="right"))]  # 60/20/20
+    draw = rng.random()
+    pattern = BACKGROUND_PATTERNS[(draw >= 0.6) + (draw >= 0.8)]  # 60/20/20
     bg_color = pick(rng, COLOR_NAMES)
     bg_color2 = None
     if pattern != "solid":
         bg_color2 = pick(rng, _second_background_colors(bg_color))
-    scene = Scene(Background(bg_color, pattern, bg_color2), (), resolution)
+    objects: list[SceneObject] = []
     taken = [c for c in (bg_color, bg_color2) if c]
     for _ in range(num_objects):
         color = pick(rng, colors_far_from(taken))
         for _attempt in range(50):
             size = float(rng.uniform(0.12, 0.19))
-            x, y = (float(v) for v in rng.uniform(size + 0.02, 1 - size - 0.02, size=2))
-            if fits(scene, x, y, size):
+            x, y = rng.uniform(size + 0.02, 1 - size - 0.02, size=2).tolist()
+            if _fits(objects, x, y, size):
                 break
         else:
             break  # the frame is full: fewer objects than asked
-        obj = SceneObject(pick(rng, SHAPES), color, round(x, 4), round(y, 4), round(size, 4))
-        scene = replace(scene, objects=scene.objects + (obj,))
+        objects.append(SceneObject(pick(rng, SHAPES), color, round(x, 4), round(y, 4), round(size, 4)))
         taken.append(color)
-    return scene
+    return Scene(Background(bg_color, pattern, bg_color2), tuple(objects), resolution)
