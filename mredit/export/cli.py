@@ -14,7 +14,9 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--ckpt", required=True, help="Lightning checkpoint of an mredit module (InstructPix2Pix or SmartEdit)")
+    parser.add_argument(
+        "--ckpt", required=True, help="Lightning checkpoint of an mredit module (InstructPix2Pix or SmartEdit)"
+    )
     parser.add_argument("--out", required=True, help="output folder (must not exist or be empty)")
     parser.add_argument("--no-ema", action="store_true", help="export the raw instead of the EMA weights")
     parser.set_defaults(func=run_export)
