@@ -15,13 +15,15 @@ import logging
 import multiprocessing
 import os
 import random
+import re
+import tarfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import braceexpand
 from torch.utils.data import IterableDataset, get_worker_info
-from webdataset.tariterators import tarfile_samples
+from webdataset.tariterators import group_by_keys, tar_file_iterator, url_opener
 
 from mredit.data.shards import MANIFEST_NAME, shard_paths
 from mredit.schema import EditSample, SampleError, decode_sample
@@ -120,7 +122,11 @@ def split_for(shards: list[str], rank: int, world_size: int, worker: int, num_wo
 
 
 def iter_raw_samples(urls: Iterable[str], counter: SkipCounter | None = None) -> Iterator[dict[str, Any]]:
-    """Raw tar samples (member name -> bytes) of the given shards; unreadable shards are logged and counted."""
+    """Raw tar samples (member name -> bytes) of the given shards; unreadable shards are logged and counted.
+
+    Equivalent to ``webdataset.tariterators.tarfile_samples`` (same opening, grouping and error handling), with a
+    lighter reader for uncompressed tar streams (``_tar_members``).
+    """
 
     def handler(error: Exception) -> bool:
         log.warning("skipping unreadable shard data: %s", error)
@@ -128,7 +134,145 @@ def iter_raw_samples(urls: Iterable[str], counter: SkipCounter | None = None) ->
             counter.add("unreadable_shard")
         return True
 
-    yield from tarfile_samples(({"url": url} for url in urls), handler=handler)
+    streams = url_opener(({"url": url} for url in urls), handler=handler)
+    yield from group_by_keys(_expand_tars(streams, handler), handler=handler)
+
+
+def _expand_tars(sources: Iterable[dict[str, Any]], handler: Callable[[Exception], bool]) -> Iterator[dict[str, Any]]:
+    """``webdataset.tariterators.tar_file_expander`` over ``_tar_members``: files of each shard, then ``{}``."""
+    for source in sources:
+        url = source["url"]
+        try:
+            for fname, data in _tar_members(source["stream"], handler):
+                yield {"fname": fname, "data": data, "__url__": url}
+            yield {}  # end of shard: samples of different shards are never merged
+        except Exception as exn:
+            exn.args = exn.args + (source.get("stream"), url)
+            if not handler(exn):
+                break
+
+
+_BLOCK = 512
+_COMPRESSED_MAGIC = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00")  # gzip, bzip2, xz: left to tarfile ("r|*")
+_REGULAR, _PAX, _PAX_GLOBAL, _GNU_LONGNAME = (b"0", b"\x00", b"7"), b"x", b"g", b"L"
+_NO_DATA_TYPES = (b"1", b"2", b"3", b"4", b"5", b"6")  # links, devices, directories, fifos: size is ignored
+_META_MEMBER = re.compile(r"__[^/]*__($|/)")
+
+
+class _Prefixed:
+    """A read-only stream: ``prefix`` bytes, then the rest of ``stream``."""
+
+    def __init__(self, prefix: bytes, stream: Any) -> None:
+        self.prefix, self.stream = prefix, stream
+
+    def read(self, size: int = -1) -> bytes:
+        if not self.prefix:
+            return self.stream.read(size)
+        if size is None or size < 0:
+            data, self.prefix = self.prefix + self.stream.read(), b""
+            return data
+        data, self.prefix = self.prefix[:size], self.prefix[size:]
+        return data if len(data) == size else data + self.stream.read(size - len(data))
+
+
+def _pax_records(data: bytes) -> dict[str, str]:
+    """``path``/``size`` of a pax extended header (``"%d %s=%s\\n"`` records)."""
+    records, pos = {}, 0
+    while pos < len(data) and data[pos] != 0:
+        space = data.index(b" ", pos)
+        length = int(data[pos:space])
+        if length <= 0:
+            raise tarfile.InvalidHeaderError("invalid pax header")
+        key, _, value = data[space + 1 : pos + length - 1].partition(b"=")
+        records[key.decode("utf-8", "surrogateescape")] = value.decode("utf-8", "surrogateescape")
+        pos += length
+    return records
+
+
+def _tar_members(stream: Any, handler: Callable[[Exception], bool]) -> Iterator[tuple[str, bytes]]:
+    """(name, data) of the regular files of a tar stream, like ``webdataset.tariterators.tar_file_iterator``.
+
+    Python's ``tarfile`` parses every numeric and string field of every header (and the pax header that
+    ``webdataset.TarWriter`` puts before each member); this reads only what is needed: name, size, type, and the
+    checksum, with ``tarfile``'s own helpers and rules (a bad first header is an error, a bad later one ends the
+    archive, an extended header followed by a bad one is an error). Compressed streams and member types it does
+    not handle (GNU sparse, ...) go to ``tar_file_iterator`` from that member on.
+    """
+    read, offset, pending = stream.read, 0, b""
+    pax: dict[str, str] = {}
+    pax_global: dict[str, str] = {}
+    long_name: str | None = None
+    while True:
+        header = read(_BLOCK)
+        if (
+            offset == 0
+            and header.startswith(_COMPRESSED_MAGIC)
+            or header[156:157]
+            not in (
+                *_REGULAR,
+                _PAX,
+                _PAX_GLOBAL,
+                _GNU_LONGNAME,
+                *_NO_DATA_TYPES,
+                b"",
+            )
+        ):
+            for sample in tar_file_iterator(_Prefixed(pending + header, stream), handler=handler):
+                yield sample["fname"], sample["data"]
+            return
+        try:
+            if len(header) < _BLOCK:
+                raise (
+                    tarfile.EmptyHeaderError("empty file")
+                    if not header
+                    else tarfile.TruncatedHeaderError("truncated header")
+                )
+            if header.count(0) == _BLOCK:
+                return  # end-of-archive block
+            if tarfile.nti(header[148:156]) not in tarfile.calc_chksums(header):
+                raise tarfile.InvalidHeaderError("bad checksum")
+            kind = header[156:157]
+            size = int(pax["size"]) if "size" in pax else tarfile.nti(header[124:136])
+        except tarfile.HeaderError as e:
+            if offset == 0:
+                raise tarfile.ReadError("empty file" if isinstance(e, tarfile.EmptyHeaderError) else str(e)) from None
+            if pending:
+                raise tarfile.ReadError(str(e)) from None  # tarfile's SubsequentHeaderError
+            return  # like tarfile: a bad header after the first one ends the archive
+        padded = size + (-size) % _BLOCK
+        if kind in (_PAX, _PAX_GLOBAL, _GNU_LONGNAME):
+            body = read(padded)
+            if len(body) < padded:
+                raise tarfile.ReadError("unexpected end of data")
+            if kind == _GNU_LONGNAME:
+                long_name = tarfile.nts(body[:size], "utf-8", "surrogateescape")
+            else:
+                (pax if kind == _PAX else pax_global).update(_pax_records(body[:size]))
+            offset, pending = offset + _BLOCK + padded, pending + header + body
+            continue
+        fname = pax.get("path", pax_global.get("path")) or long_name
+        if fname is None:
+            fname = tarfile.nts(header[0:100], "utf-8", "surrogateescape")
+            prefix = tarfile.nts(header[345:500], "utf-8", "surrogateescape")
+            if prefix:
+                fname = prefix + "/" + fname
+        pax, long_name, pending = {}, None, b""
+        offset += _BLOCK
+        if kind in _NO_DATA_TYPES or (kind == b"\x00" and fname.endswith("/")):
+            continue  # not a regular file (an old-style directory entry ends with "/"): no data follows
+        try:
+            data = read(size)
+            if len(data) < size or len(read(padded - size)) < padded - size:
+                raise tarfile.ReadError("unexpected end of data")
+        except Exception as exn:
+            if exn.args:
+                exn.args = (f"{exn.args[0]} @ {stream}",) + exn.args[1:]
+            handler(exn)
+            return  # the stream is broken: nothing after this point can be read
+        offset += padded
+        if "/" not in fname and fname.startswith("__") and fname.endswith("__") or _META_MEMBER.match(fname):
+            continue
+        yield fname, data
 
 
 def decode_or_skip(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import random
 import re
+import warnings
 
-import numpy as np
 import torch
 from PIL import Image
 
@@ -20,8 +20,16 @@ def mentions_side(instruction: str) -> bool:
 
 def image_to_tensor(image: Image.Image) -> torch.Tensor:
     """RGB PIL image -> float tensor ``[3, H, W]`` in ``[-1, 1]``."""
-    array = np.array(image if image.mode == "RGB" else image.convert("RGB"), dtype=np.uint8)  # writable copy
-    return torch.from_numpy(array).permute(2, 0, 1).float().div_(127.5).sub_(1.0)
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    width, height = image.size
+    if width == 0 or height == 0:
+        return torch.empty(3, height, width)
+    with warnings.catch_warnings():  # the bytes are read-only; they are only read, by the float conversion below
+        warnings.simplefilter("ignore", UserWarning)
+        pixels = torch.frombuffer(image.tobytes(), dtype=torch.uint8)
+    # one copy to float (HWC memory order, viewed as CHW), then the scale and shift in place
+    return pixels.view(height, width, 3).permute(2, 0, 1).float().div_(127.5).sub_(1.0)
 
 
 def tensor_to_image(tensor: torch.Tensor) -> Image.Image:
