@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from diffusers.configuration_utils import ConfigMixin
@@ -60,6 +60,19 @@ class RewardCondition:
 
     time_emb: torch.Tensor | None = None
     latent: Callable[[torch.Tensor], torch.Tensor] | None = None
+
+
+def unet_dims(unet_config: Any) -> dict[str, Any]:
+    """The sizes a conditioner takes from a diffusers UNet config (dict or FrozenDict), so every variant builds
+    on any UNet width: the time-embedding width, the ``conv_in`` output channels, the sinusoid convention."""
+    config = dict(unet_config)
+    first = int(config["block_out_channels"][0])
+    return {
+        "time_embed_dim": int(config.get("time_embedding_dim") or first * 4),
+        "latent_channels": first,
+        "flip_sin_to_cos": bool(config.get("flip_sin_to_cos", True)),
+        "freq_shift": float(config.get("freq_shift", 0)),
+    }
 
 
 class RewardConditioner(ModelMixin, ConfigMixin):

@@ -25,7 +25,7 @@ from diffusers.configuration_utils import register_to_config
 from diffusers.models.embeddings import TimestepEmbedding, Timesteps
 from torch import nn
 
-from mredit.conditioning.base import FeedbackEmbedding, RewardCondition, RewardConditioner
+from mredit.conditioning.base import FeedbackEmbedding, RewardCondition, RewardConditioner, unet_dims
 
 NUM_SCORES = 3
 
@@ -191,17 +191,12 @@ class OfficialRewardConditioner(RewardConditioner):
         For tiny widths the largest divisor of ``block_out_channels[0]`` not above 8 (heads) or 32 (groups)
         is used, e.g. 5 heads of 4 and 20 groups for width 20.
         """
-        config = dict(unet_config)
-        latent_channels = int(config["block_out_channels"][0])
-        time_embed_dim = config.get("time_embedding_dim") or latent_channels * 4
-        options.setdefault("num_heads", _largest_divisor_at_most(latent_channels, 8))
-        options.setdefault("norm_groups", _largest_divisor_at_most(latent_channels, 32))
+        dims = unet_dims(unet_config)
+        options.setdefault("num_heads", _largest_divisor_at_most(dims["latent_channels"], 8))
+        options.setdefault("norm_groups", _largest_divisor_at_most(dims["latent_channels"], 32))
         return cls(
-            time_embed_dim=int(time_embed_dim),
-            latent_channels=latent_channels,
+            **dims,
             text_dim=int(text_dim),
-            flip_sin_to_cos=bool(config.get("flip_sin_to_cos", True)),
-            freq_shift=float(config.get("freq_shift", 0)),
             use_scores=use_scores,
             use_feedback=use_feedback,
             time_path=time_path,

@@ -30,21 +30,9 @@ from diffusers.configuration_utils import register_to_config
 from diffusers.models.embeddings import get_timestep_embedding
 from torch import nn
 
-from mredit.conditioning.base import FeedbackEmbedding, RewardCondition, RewardConditioner
+from mredit.conditioning.base import FeedbackEmbedding, RewardCondition, RewardConditioner, unet_dims
 
 NUM_PERSPECTIVES = 3
-
-
-def unet_dims(unet_config: Any) -> dict[str, Any]:
-    """Dimensions a conditioner needs from a diffusers UNet config (dict or FrozenDict)."""
-    config = dict(unet_config)
-    first = config["block_out_channels"][0]
-    return {
-        "time_embed_dim": config.get("time_embedding_dim") or first * 4,
-        "latent_channels": first,
-        "flip_sin_to_cos": bool(config.get("flip_sin_to_cos", True)),
-        "freq_shift": float(config.get("freq_shift", 0)),
-    }
 
 
 def _group_count(channels: int, preferred: int = 32) -> int:
