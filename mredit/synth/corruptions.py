@@ -28,7 +28,7 @@ from mredit.synth.scene import (
     Scene,
     color_rgb,
     colors_far_from,
-    fits,
+    fits_objects,
     pick,
     render_layers,
 )
@@ -197,18 +197,23 @@ def _move_object(ctx: EditContext, index: int, severity: float, rng: np.random.G
     angles = rng.uniform(0, 2 * np.pi) + np.linspace(0, 2 * np.pi, 12, endpoint=False)
     for angle in angles:
         x, y = obj.x + distance * np.cos(angle), obj.y + distance * np.sin(angle)
-        if fits(replace(ctx.scene, objects=()), float(x), float(y), obj.size):
+        if fits_objects((), float(x), float(y), obj.size):  # in frame, whatever the other objects
             break
     return ctx.scene.with_object(index, x=round(float(x), 4), y=round(float(y), 4))
 
 
+_OUTSIDE_KINDS = ("object_moved", "object_recolored", "background_shift", "color_cast")  # act outside the edit
+
+
 def apply_corruption(image: np.ndarray, corruption: Corruption, ctx: EditContext) -> np.ndarray:
     """Apply one flaw to ``image`` (the exact answer, or an already flawed one); returns float32 in [0, 1]."""
-    rng = np.random.default_rng(corruption.seed)
     kind, sev = corruption.kind, float(corruption.severity)
+    # the kinds that make random choices; the others need no generator (seeding one costs more than most flaws)
+    rng = None if kind in ("no_change", "blur", "blocking") else np.random.default_rng(corruption.seed)
     edit, scene = ctx.edit, ctx.scene
     res = scene.resolution
-    m, out = ctx.mask[..., None], ctx.outside[..., None]
+    m = ctx.mask[..., None]
+    out = ctx.outside[..., None] if kind in _OUTSIDE_KINDS else None
     if kind == "no_change":
         image = image + sev * m * (ctx.source - ctx.answer)
     elif kind == "wrong_color":
@@ -250,7 +255,7 @@ def apply_corruption(image: np.ndarray, corruption: Corruption, ctx: EditContext
         image = image + (0.1 + 0.5 * sev) * (block_mean(image, max(2, res // 8)) - image)
     else:
         raise ValueError(f"unknown corruption kind {kind!r}; known: {', '.join(KINDS)}")
-    return np.clip(image, 0.0, 1.0).astype(np.float32)
+    return np.minimum(np.maximum(image, 0.0), 1.0).astype(np.float32, copy=False)  # clip: a new array
 
 
 def sample_corruptions(ctx: EditContext, config: CorruptionConfig, rng: np.random.Generator) -> list[Corruption]:

@@ -51,7 +51,12 @@ def gaussian_blur(image: np.ndarray, sigma: float) -> np.ndarray:
         pad[axis] = (radius, radius)
         padded = np.pad(out, pad, mode="edge")
         n = out.shape[axis]
-        out = sum(t * np.take(padded, np.arange(i, i + n), axis=axis) for i, t in enumerate(taps))
+        window = [slice(None)] * out.ndim
+        shifted = []
+        for i in range(len(taps)):
+            window[axis] = slice(i, i + n)
+            shifted.append(padded[tuple(window)])
+        out = sum(t * v for t, v in zip(taps, shifted))
     return out.astype(np.float32)
 
 

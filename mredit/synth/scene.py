@@ -322,10 +322,11 @@ def _second_background_colors(color: str) -> tuple[str, ...]:
 
 def fits(scene: Scene, x: float, y: float, size: float, ignore: int | None = None) -> bool:
     """Whether a shape at (x, y) with radius ``size`` stays inside the frame and barely overlaps the others."""
-    return _fits(scene.objects, x, y, size, ignore)
+    return fits_objects(scene.objects, x, y, size, ignore)
 
 
-def _fits(objects, x: float, y: float, size: float, ignore: int | None = None) -> bool:
+def fits_objects(objects, x: float, y: float, size: float, ignore: int | None = None) -> bool:
+    """``fits`` for a sequence of objects (no scene needed)."""
     margin = 0.02
     if not (size + margin <= x <= 1 - size - margin and size + margin <= y <= 1 - size - margin):
         return False
@@ -350,7 +351,7 @@ def random_scene(rng: np.random.Generator, resolution: int, num_objects: int) ->
         for _attempt in range(50):
             size = float(rng.uniform(0.12, 0.19))
             x, y = rng.uniform(size + 0.02, 1 - size - 0.02, size=2).tolist()
-            if _fits(objects, x, y, size):
+            if fits_objects(objects, x, y, size):
                 break
         else:
             break  # the frame is full: fewer objects than asked
