@@ -152,7 +152,7 @@ def encode_image(image: Image.Image, fmt: str = "png", quality: int = 95, compre
     than PIL (whose per-call overhead dominates at 32 px) and about as small: the same pixels, other bytes.
     """
     fmt = {"jpg": "JPEG", "jpeg": "JPEG", "png": "PNG", "webp": "WEBP"}[fmt.lower()]
-    image = image.convert("RGB")
+    image = image if image.mode == "RGB" else image.convert("RGB")  # (saving does not modify it)
     if fmt == "PNG" and compress_level is not None:
         return _encode_png_rgb(image, compress_level)
     buf = io.BytesIO()

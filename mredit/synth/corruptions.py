@@ -258,6 +258,14 @@ def apply_corruption(image: np.ndarray, corruption: Corruption, ctx: EditContext
     return np.minimum(np.maximum(image, 0.0), 1.0).astype(np.float32, copy=False)  # clip: a new array
 
 
+def _weighted_pick(rng: np.random.Generator, options: list[str], weights: np.ndarray) -> str:
+    """``rng.choice(options, p=weights / weights.sum())`` without its overhead: the same draw from the same stream
+    (one ``rng.random()`` against the normalised cumulative weights, as ``Generator.choice`` does)."""
+    cdf = (weights / weights.sum()).cumsum()
+    cdf /= cdf[-1]
+    return options[int(cdf.searchsorted(rng.random(), side="right"))]
+
+
 def sample_corruptions(ctx: EditContext, config: CorruptionConfig, rng: np.random.Generator) -> list[Corruption]:
     """The flaws of one training target (empty with probability ``1 - config.rate``), in perspective order."""
     if rng.random() >= config.rate:
@@ -271,7 +279,7 @@ def sample_corruptions(ctx: EditContext, config: CorruptionConfig, rng: np.rando
     if not available:
         return []
     weights = np.array([config.perspective_weights[p] for p in available], dtype=np.float64)
-    first = str(rng.choice(available, p=weights / weights.sum()))
+    first = _weighted_pick(rng, available, weights)
     chosen = [first] + [p for p in available if p != first and rng.random() < config.extra_rate]
     lo, hi = config.severity_range
     corruptions = []
@@ -279,7 +287,7 @@ def sample_corruptions(ctx: EditContext, config: CorruptionConfig, rng: np.rando
         if p in chosen:
             ks = by_perspective[p]
             kw = np.array([config.kind_weights[k] for k in ks], dtype=np.float64)
-            kind = str(rng.choice(ks, p=kw / kw.sum()))
+            kind = _weighted_pick(rng, ks, kw)
             severity = round(float(rng.uniform(lo, hi)), 2)
             corruptions.append(Corruption(kind, severity, int(rng.integers(2**31))))
     return corruptions

@@ -209,7 +209,9 @@ def render_edit(scene: Scene, edit: Edit) -> tuple[np.ndarray, np.ndarray, np.nd
     """(source image, exact answer image, edit mask) as float32; the mask marks what the edit may change."""
     res, category = scene.resolution, edit.category
     source, source_boxes = composite(scene)
-    answer, answer_boxes = composite(answer_scene(scene, edit))
+    edited = answer_scene(scene, edit)
+    # global and style edits keep the scene: their answer is a pixel map of the source image
+    answer, answer_boxes = (source.copy(), source_boxes) if edited is scene else composite(edited)
     answer = apply_pixel_edit(edit, answer).astype(np.float32, copy=False)
     if category in OBJECT_CATEGORIES:
         mask = visible_layers(source_boxes, res, first=edit.target)[0]

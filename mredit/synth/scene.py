@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -169,9 +169,8 @@ def _downsample(mask: np.ndarray, supersample: int) -> np.ndarray:
     return mask.reshape(h, supersample, w, supersample).sum(axis=(1, 3), dtype=np.float32) / supersample**2
 
 
-@dataclass(frozen=True)
-class _Geometry:
-    """What an object's coverage depends on (not its colours): the cache key of ``_coverage_box``."""
+class _Geometry(NamedTuple):
+    """What an object's coverage depends on (not its colours), as ``_inside`` reads it."""
 
     shape: str
     x: float

@@ -144,3 +144,19 @@ def test_fast_png_encoding_is_lossless(level):
         assert np.array_equal(np.asarray(decoded), np.asarray(decode_image(encode_image(image, "png"), "y.png")))
     with pytest.raises(ValueError, match="compress_level"):
         encode_image(images[0], "png", compress_level=10)
+
+
+def test_weighted_pick_draws_as_generator_choice():
+    """The corruption sampler's fast weighted draw gives rng.choice's result and leaves the stream where it does."""
+    from mredit.synth.corruptions import _weighted_pick
+
+    g = np.random.default_rng(0)
+    for _ in range(300):
+        k = int(g.integers(1, 6))
+        options, weights = [f"o{i}" for i in range(k)], np.round(g.random(k) * 3, 1) + 0.1
+        seed = int(g.integers(2**31))
+        a, b = np.random.default_rng(seed), np.random.default_rng(seed)
+        assert [str(a.choice(options, p=weights / weights.sum())) for _ in range(3)] == [
+            _weighted_pick(b, options, weights) for _ in range(3)
+        ]
+        assert a.random() == b.random()
