@@ -229,7 +229,9 @@ def _tar_members(stream: Any, handler: Callable[[Exception], bool]) -> Iterator[
                 )
             if header.count(0) == _BLOCK:
                 return  # end-of-archive block
-            if tarfile.nti(header[148:156]) not in tarfile.calc_chksums(header):
+            checksum = tarfile.nti(header[148:156])
+            # the usual unsigned checksum (the 8 checksum bytes count as spaces), else tarfile's full check
+            if checksum != sum(header) - sum(header[148:156]) + 256 and checksum not in tarfile.calc_chksums(header):
                 raise tarfile.InvalidHeaderError("bad checksum")
             kind = header[156:157]
             size = int(pax["size"]) if "size" in pax else tarfile.nti(header[124:136])
