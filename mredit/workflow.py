@@ -9,13 +9,11 @@ output already exists, so an interrupted demo or experiment resumes where it sto
 from __future__ import annotations
 
 import contextlib
-import importlib
 import json
 import os
 import subprocess
 import sys
 import time
-import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,7 +21,6 @@ from typing import Any
 
 import lightning.pytorch as pl
 
-INSTRUCT_PIX2PIX = "mredit.models.instruct_pix2pix.InstructPix2PixModule"
 REWARD_CALLBACK = "mredit.callbacks.reward_conditioning.RewardConditioning"
 CSV_LOGGER = "lightning.pytorch.loggers.CSVLogger"  # loss curves in <run>/lightning_logs, no wandb in the demo
 DONE_MARKER = "done.json"
@@ -251,14 +248,6 @@ def _edit_settings(checkpoint: str | os.PathLike, spec: EditSpec, resolution: in
     return {"checkpoint": str(checkpoint), "mtime": stat.st_mtime, **asdict(spec), "resolution": resolution}
 
 
-def checkpoint_class_path(checkpoint: str | os.PathLike) -> str | None:
-    """The LightningModule class a LightningCLI checkpoint was trained with (stored by LightningCLI)."""
-    import torch
-
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False, mmap=True)
-    return state.get("hyper_parameters", {}).get("_class_path")
-
-
 def edit(
     checkpoint: str | os.PathLike,
     test_shards: str | os.PathLike,
@@ -268,9 +257,8 @@ def edit(
 ) -> None:
     """Edit the test set into ``<out_dir>/<key>.png`` (its report in ``<out_dir>.log``, a marker written last).
 
-    InstructPix2Pix checkpoints go through ``mredit edit --shards`` in this process (one model load instead of a
-    process start-up), with one thread. Other modules (SmartEdit) are edited through their own
-    ``edit(images, instructions, **options)`` method, since ``mredit edit`` loads InstructPix2Pix checkpoints only.
+    Runs ``mredit edit --shards`` in this process (one model load instead of a process start-up), with one thread;
+    the command loads any mredit module from its checkpoint (SmartEdit edits through its own ``edit`` method).
     """
     import torch
 
@@ -278,58 +266,11 @@ def edit(
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny models gain nothing from intra-op threads, which crawl on a busy machine
     try:
-        if checkpoint_class_path(checkpoint) in (None, INSTRUCT_PIX2PIX):
-            log_path = out_dir.parent / f"{out_dir.name}.log"
-            run_tool(edit_args(checkpoint, test_shards, out_dir, spec, resolution), log_path)
-        else:
-            edit_with_module_method(checkpoint, test_shards, out_dir, spec, resolution)
+        log_path = out_dir.parent / f"{out_dir.name}.log"
+        run_tool(edit_args(checkpoint, test_shards, out_dir, spec, resolution), log_path)
     finally:
         torch.set_num_threads(threads)
     _mark_done(out_dir, _edit_settings(checkpoint, spec, resolution))
-
-
-def edit_with_module_method(
-    checkpoint: str | os.PathLike,
-    test_shards: str | os.PathLike,
-    out_dir: str | os.PathLike,
-    spec: EditSpec,
-    resolution: int,
-    batch_size: int = 16,
-) -> None:
-    """Load the checkpoint's own LightningModule class and call its ``edit`` method (EMA weights swapped in)."""
-    from mredit.data.pipeline import SkipCounter, decode_or_skip, iter_raw_samples, resolve_shards
-    from mredit.inference.predict import image_filename
-
-    if spec.reward_scale != 1.0:
-        raise ValueError(f"{checkpoint}: reward guidance (reward_scale != 1) is available through `mredit edit` only")
-    class_path = checkpoint_class_path(checkpoint) or ""
-    if not class_path.startswith("mredit."):  # import only the project's own classes named by a checkpoint
-        raise ValueError(f"{checkpoint}: not a checkpoint of an mredit module (class {class_path or 'unknown'})")
-    module_name, class_name = class_path.rsplit(".", 1)
-    module_class = getattr(importlib.import_module(module_name), class_name)
-    with warnings.catch_warnings():  # modules may leave frozen pretrained parts out of their checkpoints on purpose
-        warnings.filterwarnings("ignore", message="Found keys that are in the model state dict but not in the checkp")
-        module = module_class.load_from_checkpoint(str(checkpoint), map_location="cpu").eval()
-    if not hasattr(module, "edit"):
-        raise ValueError(f"{type(module).__name__} has no edit(images, instructions, ...) method: cannot edit with it")
-    options = dict(
-        scores=list(spec.scores),
-        steps=spec.steps,
-        text_guidance=spec.text_scale,
-        seed=spec.seed,
-        image_guidance=spec.image_scale,
-        scheduler=spec.scheduler,
-        resolution=resolution,
-    )
-    out_dir.mkdir(parents=True, exist_ok=True)
-    counter = SkipCounter()
-    samples = list(decode_or_skip(iter_raw_samples(resolve_shards([str(test_shards)]), counter), counter))
-    with module.ema_weights() if hasattr(module, "ema_weights") else contextlib.nullcontext():
-        for start in range(0, len(samples), batch_size):
-            chunk = samples[start : start + batch_size]
-            edited = module.edit([s.source for s in chunk], [s.instruction for s in chunk], **options)
-            for sample, image in zip(chunk, edited, strict=True):
-                image.save(out_dir / image_filename(sample.key))
 
 
 def edits_done(out_dir: str | os.PathLike, checkpoint: str | os.PathLike, spec: EditSpec, resolution: int) -> bool:

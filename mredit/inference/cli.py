@@ -67,7 +67,7 @@ def open_editor(args: argparse.Namespace) -> Iterator[Editor]:
     if args.reward_scale != 1.0 or args.no_ema:
         raise ValueError(f"{type(module).__name__}: --reward-scale and --no-ema apply to InstructPix2Pix models only")
     module_options = dict(
-        scores=list(options["scores"]),
+        scores=None if options["scores"] is None else list(options["scores"]),
         feedback=options["feedback"],
         steps=args.steps,
         text_guidance=args.text_scale,
@@ -81,7 +81,7 @@ def open_editor(args: argparse.Namespace) -> Iterator[Editor]:
 
 def _sampling(args: argparse.Namespace) -> dict:
     return dict(
-        scores=parse_scores(args.scores),
+        scores=None if args.scores is None else parse_scores(args.scores),
         feedback=list(args.feedback) if args.feedback else None,
         num_inference_steps=args.steps,
         text_guidance_scale=args.text_scale,
@@ -161,7 +161,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--instruction", help="the edit instruction (overrides the shards' own with --shards)")
     parser.add_argument("--out", help="output image (with --image)")
     parser.add_argument("--out-dir", help="output folder (batch modes): <name>.png per input")
-    parser.add_argument("--scores", default="5,5,5", help="following,preserving,quality in [0, 5] (default 5,5,5)")
+    parser.add_argument(
+        "--scores", default=None, help="following,preserving,quality in [0, 5] (default: the best, 5,5,5)"
+    )
     parser.add_argument(
         "--feedback",
         nargs=3,

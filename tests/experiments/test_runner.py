@@ -66,7 +66,6 @@ class FakeWorkflow:
         monkeypatch.setattr(workflow, "prepare_data", self.prepare_data)
         monkeypatch.setattr(workflow, "run_jobs", self.run_jobs)
         monkeypatch.setattr(workflow, "run_tool", self.run_tool)
-        monkeypatch.setattr(workflow, "checkpoint_class_path", lambda checkpoint: workflow.INSTRUCT_PIX2PIX)
         monkeypatch.setattr(workflow, "evaluate", self.evaluate)
 
     def prepare_data(self, out_dir, spec, log=print):
