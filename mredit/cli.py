@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 
 LIGHTNING_COMMANDS = {
@@ -25,6 +26,13 @@ TOOL_GROUPS: dict[str, tuple[str, str]] = {
     "export": ("mredit.export.cli", "export a checkpoint to a diffusers-layout folder"),
     "import": ("mredit.export.import_cli", "import released weights (the official Reward-InsPix2Pix UNet)"),
 }
+
+
+class _TorchvisionNoticeFilter(logging.Filter):
+    """mredit never uses torchvision; transformers announces its PIL fallback at import, which only confuses."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "requires torchvision" not in record.getMessage()
 
 
 def _top_parser() -> argparse.ArgumentParser:
@@ -44,6 +52,7 @@ def _top_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    logging.getLogger("transformers.utils.import_utils").addFilter(_TorchvisionNoticeFilter())
     if not argv or argv[0] not in {*LIGHTNING_COMMANDS, *TOOL_GROUPS}:
         _top_parser().parse_args(argv or ["--help"])
         return 2
