@@ -30,7 +30,8 @@ def build_from_spec(spec: dict[str, Any]) -> RewardConditioner:
     try:
         cls = getattr(importlib.import_module(module_name), class_name)
     except (ImportError, AttributeError) as e:
-        raise RuntimeError(f"checkpoint names reward conditioner {spec['class_path']}, which cannot be imported") from e
+        name = spec["class_path"]
+        raise RuntimeError(f"checkpoint names reward conditioner {name}, which cannot be imported: {e}") from e
     return cls.from_config(spec["config"])
 
 
