@@ -1,8 +1,8 @@
 """Validation previews: a grid of rows ``source | edit at rewards (5,5,5) | target``.
 
 Made from the first validation batch on rank 0 (the module's EMA weights are swapped in during validation),
-at most once every ``every_n_steps`` optimizer steps. Saved as ``<log_dir>/previews/step_XXXXXX.png`` and
-sent to a W&B or TensorBoard logger when one is configured.
+at most once every ``every_n_steps`` optimizer steps. Saved as ``<log_dir>/previews/step_<6-digit step>.png``
+and sent to a W&B or TensorBoard logger when one is configured.
 """
 
 from __future__ import annotations
