@@ -36,7 +36,7 @@ SCHEDULERS = {
     "ddim": (DDIMScheduler, {}),
     "dpmpp": (DPMSolverMultistepScheduler, {"algorithm_type": "dpmsolver++"}),
 }
-BEST_SCORES = (5.0, 5.0, 5.0)
+BEST_SCORES = schema.BEST_SCORES
 # the training data's no-failure text per perspective ("None"); joined with "; " it is the official eval's
 # "None; None; None"
 NO_FAILURE = (schema.NO_FAILURE,) * len(schema.PERSPECTIVES)
@@ -259,7 +259,8 @@ class RewardEditPipeline:
 
     def _reward_condition(self, scores, feedback, batch: int, per: int, branches: int, reward_guided: bool):
         if self.conditioner is None:
-            if scores is not None or feedback is not None:
+            asks_best = scores is None or bool((torch.as_tensor(scores, dtype=torch.float32) == schema.MAX_SCORE).all())
+            if not asks_best or feedback is not None:  # asking a baseline for the best rewards is a no-op
                 warnings.warn("this model has no reward conditioner: scores and feedback are ignored", stacklevel=3)
             return None
         score_tensor = torch.as_tensor(BEST_SCORES if scores is None else scores, dtype=torch.float32)
