@@ -75,6 +75,14 @@ def unet_dims(unet_config: Any) -> dict[str, Any]:
     }
 
 
+def check_switches(name: str, use_scores: bool, use_feedback: bool, time_path: bool, latent_path: bool) -> None:
+    """An ablation must keep at least one reward input and one injection path."""
+    if not (use_scores or use_feedback):
+        raise ValueError(f"{name}: use_scores and use_feedback cannot both be False")
+    if not (time_path or latent_path):
+        raise ValueError(f"{name}: time_path and latent_path cannot both be False")
+
+
 class RewardConditioner(ModelMixin, ConfigMixin):
     """Base class: subclasses define ``feedback_format`` and ``forward``.
 

@@ -25,7 +25,7 @@ from diffusers.configuration_utils import register_to_config
 from diffusers.models.embeddings import TimestepEmbedding, Timesteps
 from torch import nn
 
-from mredit.conditioning.base import FeedbackEmbedding, RewardCondition, RewardConditioner, unet_dims
+from mredit.conditioning.base import FeedbackEmbedding, RewardCondition, RewardConditioner, check_switches, unet_dims
 
 NUM_SCORES = 3
 
@@ -145,10 +145,7 @@ class OfficialRewardConditioner(RewardConditioner):
         null_condition: bool = False,
     ) -> None:
         super().__init__()
-        if not (use_scores or use_feedback):
-            raise ValueError("OfficialRewardConditioner: use_scores and use_feedback are both off")
-        if not (time_path or latent_path):
-            raise ValueError("OfficialRewardConditioner: time_path and latent_path are both off")
+        check_switches("OfficialRewardConditioner", use_scores, use_feedback, time_path, latent_path)
         if latent_channels % num_heads or latent_channels % norm_groups:
             raise ValueError(
                 f"OfficialRewardConditioner: latent_channels={latent_channels} must be divisible by "

@@ -30,7 +30,7 @@ from diffusers.configuration_utils import register_to_config
 from diffusers.models.embeddings import get_timestep_embedding
 from torch import nn
 
-from mredit.conditioning.base import FeedbackEmbedding, RewardCondition, RewardConditioner, unet_dims
+from mredit.conditioning.base import FeedbackEmbedding, RewardCondition, RewardConditioner, check_switches, unet_dims
 
 NUM_PERSPECTIVES = 3
 
@@ -60,10 +60,7 @@ class PaperRewardConditioner(RewardConditioner):
         null_condition: bool = False,
     ) -> None:
         super().__init__()
-        if not (use_scores or use_feedback):
-            raise ValueError("PaperRewardConditioner: use_scores and use_feedback cannot both be False")
-        if not (time_path or latent_path):
-            raise ValueError("PaperRewardConditioner: time_path and latent_path cannot both be False")
+        check_switches("PaperRewardConditioner", use_scores, use_feedback, time_path, latent_path)
         dim = token_dim or latent_channels
         heads = num_heads or max(1, dim // 64)
         if dim % heads:
