@@ -12,8 +12,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import API_KEY, write_corrupt_tar, write_shards
 from fake_server import FakeJudgeServer, expected_scores
+from judge_helpers import API_KEY, write_corrupt_tar, write_shards
 
 from mredit.judge.annotate import annotate, export_rewards
 from mredit.judge.openai_judge import OpenAIJudge

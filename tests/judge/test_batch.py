@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import random
 
-from conftest import tiny_image, write_corrupt_tar, write_shards
 from fake_server import expected_scores
+from judge_helpers import tiny_image, write_corrupt_tar, write_shards
 
 from mredit.judge import batch
 from mredit.judge.base import JudgeRequest

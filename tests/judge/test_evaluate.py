@@ -6,8 +6,8 @@ import json
 import random
 
 import pytest
-from conftest import API_KEY, tiny_image, write_corrupt_tar, write_shards
 from fake_server import expected_scores
+from judge_helpers import API_KEY, tiny_image, write_corrupt_tar, write_shards
 
 from mredit.cli import main
 from mredit.judge.benchmark import convert_real_edit, load_benchmark, normalise_category, parse_real_edit_entry
