@@ -7,11 +7,12 @@ import os
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
-
-import webdataset as wds
+from typing import TYPE_CHECKING, Any
 
 from mredit.schema import PERSPECTIVES, EditSample, encode_sample
+
+if TYPE_CHECKING:
+    import webdataset as wds
 
 MANIFEST_NAME = "manifest.json"
 
@@ -75,6 +76,8 @@ class ShardSetWriter:
         if self._writer is not None:
             self._writer.close()
         name = f"{self.prefix}-{len(self.shards):06d}.tar"
+        import webdataset as wds  # here, so that reading manifests (judge CLI) does not import torch
+
         self._writer = wds.TarWriter(str(self.out_dir / name), mtime=self.mtime)
         self.shards.append({"path": name, "num_samples": 0})
 
@@ -115,4 +118,7 @@ def read_manifest(shard_dir: str | os.PathLike) -> dict[str, Any]:
 def shard_paths(shard_dir: str | os.PathLike) -> list[str]:
     """The shard files a manifest lists, as paths."""
     root = Path(shard_dir)
-    return [str(root / s["path"]) for s in read_manifest(root)["shards"]]
+    try:
+        return [str(root / s["path"]) for s in read_manifest(root)["shards"]]
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise ValueError(f"{root / MANIFEST_NAME} is not a shard manifest: {e}") from e

@@ -6,7 +6,6 @@ Samples are streamed raw (members as bytes, grouped by WebDataset key) so a corr
 
 from __future__ import annotations
 
-import json
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,17 +13,7 @@ from typing import Any
 
 import braceexpand
 
-# not imported from mredit.data.shards: that module imports webdataset, hence torch (seconds per CLI call)
-MANIFEST_NAME = "manifest.json"
-
-
-def shard_paths(shard_dir: str) -> list[str]:
-    """The shard files listed by ``<shard_dir>/manifest.json`` (the ``ShardSetWriter`` layout)."""
-    try:
-        manifest = json.loads((Path(shard_dir) / MANIFEST_NAME).read_text())
-        return [str(Path(shard_dir) / shard["path"]) for shard in manifest["shards"]]
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
-        raise ValueError(f"{shard_dir}/{MANIFEST_NAME} is not a shard manifest: {e}") from e
+from mredit.data.shards import MANIFEST_NAME, shard_paths
 
 
 def resolve_shards(specs: list[str]) -> list[str]:
