@@ -11,7 +11,7 @@ from mredit.judge.openai_judge import OpenAIJudge
 
 sys.path.insert(0, str(Path(__file__).parent))
 from fake_server import FakeJudgeServer  # noqa: E402
-from judge_helpers import API_KEY, FAST_RETRY  # noqa: E402, F401
+from judge_helpers import API_KEY, FAST_RETRY  # noqa: E402
 
 
 @pytest.fixture
