@@ -56,8 +56,9 @@ def _component_class(folder: Path) -> str | None:
     return None
 
 
-def write_model_index(out_dir: str | Path) -> dict:
-    """Write ``model_index.json`` from the component folders present in ``out_dir``."""
+def write_model_index(out_dir: str | Path, edit_residual: bool = False) -> dict:
+    """Write ``model_index.json`` from the component folders present in ``out_dir``; ``edit_residual`` is the
+    pipeline option of models trained on edit residuals (``InstructPix2PixModule(edit_residual=True)``)."""
     out_dir = Path(out_dir)
     index: dict = {"_class_name": PIPELINE_CLASS, "_diffusers_version": diffusers.__version__}
     for name in ("unet", "vae", "text_encoder", "tokenizer", "scheduler", "conditioner"):
@@ -73,6 +74,8 @@ def write_model_index(out_dir: str | Path) -> dict:
             class_name = class_name[: -len("Fast")]
         index[name] = [component_library(class_name), class_name]
     index.update(safety_checker=[None, None], feature_extractor=[None, None], requires_safety_checker=False)
+    if edit_residual:
+        index["edit_residual"] = True
     (out_dir / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
     return index
 
@@ -93,11 +96,11 @@ def export_module(module, out_dir: str | Path, use_ema: bool = True) -> Path:
         conditioner = getattr(module, "reward_conditioner", None)
         if conditioner is not None:
             conditioner.save_pretrained(out_dir / "conditioner")
+        module.text_encoder.save_pretrained(out_dir / "text_encoder")  # trainable in some tiny configs
     module.vae.save_pretrained(out_dir / "vae")
-    module.text_encoder.save_pretrained(out_dir / "text_encoder")
     module.tokenizer.save_pretrained(out_dir / "tokenizer")
     module.noise_scheduler.save_pretrained(out_dir / "scheduler")
-    write_model_index(out_dir)
+    write_model_index(out_dir, edit_residual=bool(getattr(module, "hparams", {}).get("edit_residual", False)))
     return out_dir
 
 

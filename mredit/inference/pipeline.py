@@ -68,9 +68,20 @@ def warn_if_truncated(tokenizer, texts: list[str], what: str) -> None:
 class RewardEditPipeline:
     """Edit images by instruction, conditioned on rewards (default: the best scores and no failure text)."""
 
-    def __init__(self, unet, vae, text_encoder, tokenizer, scheduler, conditioner: RewardConditioner | None = None):
+    def __init__(
+        self,
+        unet,
+        vae,
+        text_encoder,
+        tokenizer,
+        scheduler,
+        conditioner: RewardConditioner | None = None,
+        edit_residual: bool = False,
+    ):
+        """``edit_residual``: the UNet denoises the edit (target minus source latents), as trained with
+        ``InstructPix2PixModule(edit_residual=True)``; the source latents are added back before decoding."""
         self.unet, self.vae, self.text_encoder, self.tokenizer = unet, vae, text_encoder, tokenizer
-        self.scheduler, self.conditioner = scheduler, conditioner
+        self.scheduler, self.conditioner, self.edit_residual = scheduler, conditioner, edit_residual
         self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
         self.image_processor = VaeImageProcessor(vae_scale_factor=self.vae_scale_factor)
 
@@ -100,6 +111,8 @@ class RewardEditPipeline:
             conditioner_class = getattr(importlib.import_module(component_library(class_name)), class_name)
             conditioner = conditioner_class.from_pretrained(path / "conditioner", **dtype).eval()
         base_config = json.loads((path / "scheduler" / "scheduler_config.json").read_text())
+        index_path = path / "model_index.json"
+        index = json.loads(index_path.read_text()) if index_path.is_file() else {}
         return cls(
             unet=UNet2DConditionModel.from_pretrained(path / "unet", **dtype).eval(),
             vae=VAE_CLASSES[vae_class_name].from_pretrained(path / "vae", **dtype).eval(),
@@ -107,6 +120,7 @@ class RewardEditPipeline:
             tokenizer=CLIPTokenizer.from_pretrained(path / "tokenizer"),
             scheduler=build_scheduler(scheduler, base_config),
             conditioner=conditioner,
+            edit_residual=bool(index.get("edit_residual", False)),
         )
 
     @classmethod
@@ -119,6 +133,7 @@ class RewardEditPipeline:
             tokenizer=module.tokenizer,
             scheduler=build_scheduler(scheduler, dict(module.noise_scheduler.config)),
             conditioner=getattr(module, "reward_conditioner", None),
+            edit_residual=bool(getattr(module, "hparams", {}).get("edit_residual", False)),
         )
 
     def set_scheduler(self, name: str) -> None:
@@ -241,6 +256,8 @@ class RewardEditPipeline:
                     eps.chunk(branches), guided, text_guidance_scale, image_guidance_scale, reward_guidance_scale
                 )
                 latents = self.scheduler.step(eps, t, latents, **step_kwargs, return_dict=False)[0]
+        if self.edit_residual:
+            latents = latents + image_latents * self.vae.config.scaling_factor
         if output_type == "latent":
             return latents
         decoded = self.vae.decode(latents / self.vae.config.scaling_factor, return_dict=False)[0]

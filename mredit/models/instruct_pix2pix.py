@@ -20,6 +20,7 @@ from mredit.conditioning.base import FeedbackEmbedding
 from mredit.conditioning.seams import reward_conditioning
 from mredit.models.components import Components, build_tiny_components, load_pretrained_components
 from mredit.models.ema import EMAMixin
+from mredit.models.objective import diffusion_objective
 from mredit.models.reward_mixin import RewardConditionedMixin
 from mredit.training.nan_guard import NonFiniteLossPolicy, guard_loss
 
@@ -51,6 +52,11 @@ class InstructPix2PixModule(EMAMixin, RewardConditionedMixin, pl.LightningModule
         ``mredit.models.components``); ``scheduler_config`` also overrides a pretrained scheduler's config.
     conditioning_dropout: InstructPix2Pix dropout p: per sample, text only / text and image / image only are
         dropped with probability p each.
+    edit_residual: diffuse the edit (target latents minus source latents) instead of the target; the pipeline
+        adds the source back. Unchanged regions are then zero and free to learn, which is what lets the tiny CPU
+        models spend their few thousand steps on the edits; pretrained SD weights expect False.
+    train_text_encoder: train the text encoder with the UNet (EMA and export included). For tiny random
+        encoders, whose frozen features the UNet would otherwise have to decode; InstructPix2Pix freezes CLIP.
     ema_decay, ema_warmup, use_ema: EMA of the trainable weights (validation and export use it).
     learning_rate, weight_decay, adam_betas, adam_eps: AdamW.
     lr_warmup_steps, lr_schedule: linear warm-up, then constant or cosine decay to 0 over the run.
@@ -67,6 +73,8 @@ class InstructPix2PixModule(EMAMixin, RewardConditionedMixin, pl.LightningModule
         vae_config: dict[str, Any] | None = None,
         scheduler_config: dict[str, Any] | None = None,
         conditioning_dropout: float = 0.05,
+        edit_residual: bool = False,
+        train_text_encoder: bool = False,
         ema_decay: float = 0.9999,
         ema_warmup: bool = True,
         use_ema: bool = True,
@@ -108,7 +116,7 @@ class InstructPix2PixModule(EMAMixin, RewardConditionedMixin, pl.LightningModule
         self.unet, self.vae, self.text_encoder = unet, components.vae, components.text_encoder
         self.tokenizer, self.noise_scheduler = components.tokenizer, components.scheduler
         self.vae.requires_grad_(False).eval()
-        self.text_encoder.requires_grad_(False).eval()
+        self.text_encoder.requires_grad_(self.hparams.train_text_encoder).eval()
         if self.hparams.gradient_checkpointing:
             self.unet.enable_gradient_checkpointing()
         if self.hparams.channels_last:
@@ -116,7 +124,7 @@ class InstructPix2PixModule(EMAMixin, RewardConditionedMixin, pl.LightningModule
         if self.hparams.compile_unet:
             self.unet.compile()  # in place: parameter names and checkpoints stay those of the plain UNet
 
-    # the frozen encoders stay in eval mode and run in the training dtype
+    # the encoders stay in eval mode (CLIP has no dropout to train with); the frozen ones run in the training dtype
     def train(self, mode: bool = True) -> InstructPix2PixModule:
         super().train(mode)
         self.vae.eval()
@@ -127,12 +135,13 @@ class InstructPix2PixModule(EMAMixin, RewardConditionedMixin, pl.LightningModule
         dtype = PRECISION_DTYPES.get(str(self.trainer.precision)) if self._trainer is not None else None
         if dtype is not None:
             self.vae.to(dtype)
-            self.text_encoder.to(dtype)
+            if not self.hparams.train_text_encoder:  # a trained encoder keeps fp32 weights, like the UNet
+                self.text_encoder.to(dtype)
 
     # -- encoders
-    @torch.no_grad()
     def encode_instructions(self, instructions: list[str]) -> torch.Tensor:
-        """CLIP last hidden states ``[B, L, D]`` of the instructions (padded to the tokenizer max length)."""
+        """CLIP last hidden states ``[B, L, D]`` of the instructions (padded to the tokenizer max length); with
+        gradients only when the text encoder trains."""
         tokens = self.tokenizer(
             list(instructions),
             padding="max_length",
@@ -140,14 +149,19 @@ class InstructPix2PixModule(EMAMixin, RewardConditionedMixin, pl.LightningModule
             truncation=True,
             return_tensors="pt",
         )
-        return self.text_encoder(tokens.input_ids.to(self.device)).last_hidden_state
+        with torch.set_grad_enabled(self.hparams.train_text_encoder and torch.is_grad_enabled()):
+            return self.text_encoder(tokens.input_ids.to(self.device)).last_hidden_state
 
     def null_text_embedding(self) -> torch.Tensor:
-        """The encoding of "" ``[1, L, D]``, used for dropped instructions (cached per device and dtype)."""
+        """The encoding of "" ``[1, L, D]``, used for dropped instructions (cached per device and dtype while the
+        text encoder is frozen)."""
+        if self.hparams.train_text_encoder:
+            return self.encode_instructions([""])
         cached = self._null_text
         dtype = self.text_encoder.dtype
         if cached is None or cached.device != self.device or cached.dtype != dtype:
-            self._null_text = cached = self.encode_instructions([""])
+            with torch.no_grad():
+                self._null_text = cached = self.encode_instructions([""])
         return cached
 
     @torch.no_grad()
@@ -172,6 +186,8 @@ class InstructPix2PixModule(EMAMixin, RewardConditionedMixin, pl.LightningModule
 
     def _instruction_embeds(self, batch: dict[str, Any]) -> torch.Tensor:
         if "instruction_embeds" in batch:
+            if self.hparams.train_text_encoder and self.training:
+                raise ValueError("precomputed instruction_embeds cannot train the text encoder: train_text_encoder")
             return batch["instruction_embeds"]
         return self.encode_instructions(batch["instruction"])
 
@@ -194,6 +210,8 @@ class InstructPix2PixModule(EMAMixin, RewardConditionedMixin, pl.LightningModule
 
     def diffusion_loss(self, batch: dict[str, Any], generator: torch.Generator | None = None) -> torch.Tensor:
         target_latents, source_latents = self._latents(batch, generator)
+        if self.hparams.edit_residual:
+            target_latents = target_latents - source_latents * self.vae.config.scaling_factor
         text = self._instruction_embeds(batch).to(self.unet.dtype)
         batch_size = target_latents.shape[0]
         if self.training and self.hparams.conditioning_dropout > 0:
@@ -205,13 +223,7 @@ class InstructPix2PixModule(EMAMixin, RewardConditionedMixin, pl.LightningModule
         steps = self.noise_scheduler.config.num_train_timesteps
         timesteps = torch.randint(0, steps, (batch_size,), generator=generator, device=device)
         noisy = self.noise_scheduler.add_noise(target_latents, noise, timesteps)
-        prediction_type = self.noise_scheduler.config.prediction_type
-        if prediction_type == "epsilon":
-            objective = noise
-        elif prediction_type == "v_prediction":
-            objective = self.noise_scheduler.get_velocity(target_latents, noise, timesteps)
-        else:
-            raise ValueError(f"unsupported prediction_type {prediction_type!r}: use 'epsilon' or 'v_prediction'")
+        objective = diffusion_objective(self.noise_scheduler, target_latents, noise, timesteps)
         model_input = torch.cat([noisy, source_latents], dim=1)
         if self.hparams.channels_last:
             model_input = model_input.contiguous(memory_format=torch.channels_last)

@@ -44,5 +44,7 @@ def sample_edits(
             timestep = t.expand(batch).to(device)
             prediction = module.unet(model_input.to(module.unet.dtype), timestep, encoder_hidden_states=text).sample
             latents = scheduler.step(prediction.float(), t, latents).prev_sample
+    if getattr(module, "hparams", {}).get("edit_residual", False):
+        latents = latents + source_latents * module.vae.config.scaling_factor
     decoded = module.vae.decode((latents / module.vae.config.scaling_factor).to(module.vae.dtype)).sample
     return decoded.float().clamp(-1, 1)

@@ -121,3 +121,24 @@ def test_paper_conditioner_with_token_feedback() -> None:
     assert pipe.conditioner.feedback_format == "tokens"
     out = _run(pipe, 1, reward_guidance_scale=2.0)
     assert out.shape == (1, 3, 16, 16) and torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("edit_residual", [True, False])
+def test_edit_residual_adds_the_source_back(tmp_path, edit_residual) -> None:
+    """A UNet that predicts a zero edit (x0 = 0) returns the source itself only in residual mode; the option
+    survives export."""
+    torch.manual_seed(0)
+    parts = tiny_parts("pixel")
+    with torch.no_grad():
+        parts.unet.conv_out.weight.zero_()
+        parts.unet.conv_out.bias.zero_()
+    parts.scheduler.register_to_config(prediction_type="sample")
+    module = as_module(parts)
+    module.hparams = {"edit_residual": edit_residual}
+    loaded = RewardEditPipeline.from_pretrained(export_module(module, tmp_path / "export"), scheduler="ddim")
+    assert loaded.edit_residual is edit_residual
+    source = _image(1)
+    edited = loaded(source, "make it red", num_inference_steps=4, output_type="pt")[0]
+    expected = torch.from_numpy(np.asarray(source)).permute(2, 0, 1).float() / 255
+    error = (edited - expected).abs().max().item()
+    assert error < 0.02 if edit_residual else error > 0.2

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 from diffusers import DDPMScheduler, UNet2DConditionModel
@@ -7,6 +9,7 @@ from models_helpers import SMALLEST_TEXT, SMALLEST_UNET, make_batch, make_module
 
 from mredit.models.components import TINY_UNET, build_tiny_components, resolve_pretrained_path
 from mredit.models.instruct_pix2pix import InstructPix2PixModule, widen_conv_in
+from mredit.models.objective import diffusion_objective
 
 
 def test_forward_backward_trains_only_the_unet(module):
@@ -119,15 +122,64 @@ def test_precomputed_latents_skip_the_frozen_encoders(monkeypatch):
     assert torch.isfinite(module.training_step(precomputed, 0))
 
 
-def test_v_prediction_and_epsilon_objectives():
-    scheduler = DDPMScheduler(prediction_type="sample")
-    module = make_module()
-    module.noise_scheduler = scheduler
-    with pytest.raises(ValueError, match="unsupported prediction_type 'sample'"):
-        module.diffusion_loss(make_batch(2))
+def test_objective_per_prediction_type():
+    clean, noise = torch.randn(2, 4, 8, 8), torch.randn(2, 4, 8, 8)
+    timesteps = torch.tensor([10, 900])
+    for prediction_type, expected in [
+        ("epsilon", noise),
+        ("sample", clean),
+        ("v_prediction", DDPMScheduler(prediction_type="v_prediction").get_velocity(clean, noise, timesteps)),
+    ]:
+        scheduler = DDPMScheduler(prediction_type=prediction_type)
+        assert torch.equal(diffusion_objective(scheduler, clean, noise, timesteps), expected)
+    with pytest.raises(ValueError, match="unsupported prediction_type 'flow'"):
+        diffusion_objective(SimpleNamespace(config=SimpleNamespace(prediction_type="flow")), clean, noise, timesteps)
+
+
+def test_x0_prediction_trains():
+    module = make_module(scheduler_config={"prediction_type": "sample"})
+    assert module.noise_scheduler.config.prediction_type == "sample"
+    assert torch.isfinite(module.diffusion_loss(make_batch(2)))
     assert make_module().noise_scheduler.config.prediction_type == "v_prediction"
 
 
 def test_bad_conditioning_dropout_is_rejected():
     with pytest.raises(ValueError, match="conditioning_dropout"):
         make_module(conditioning_dropout=0.5)
+
+
+def test_edit_residual_objective_is_target_minus_source():
+    """With x0 prediction and an unchanged target, a UNet predicting zero is exact only in residual mode."""
+    batch = make_batch(2)
+    batch["target"] = batch["source"].clone()
+    for edit_residual, exact in [(True, True), (False, False)]:
+        module = make_module(scheduler_config={"prediction_type": "sample"}, edit_residual=edit_residual)
+        module.hparams.conditioning_dropout = 0.0
+        with torch.no_grad():
+            module.unet.conv_out.weight.zero_()
+            module.unet.conv_out.bias.zero_()
+        loss = module.diffusion_loss(batch).item()
+        assert (loss == 0.0) is exact, (edit_residual, loss)
+
+
+def test_train_text_encoder_gets_gradients_and_ema():
+    module = make_module(train_text_encoder=True)
+    module.train()
+    module.hparams.conditioning_dropout = 1.0 / 3.0  # dropped instructions use the live null encoding too
+    module.diffusion_loss(make_batch()).backward()
+    grads = [p.grad for p in module.text_encoder.parameters()]
+    assert all(g is not None for g in grads) and any(g.abs().sum() > 0 for g in grads)
+    names = {name for name, _ in module.trainable_named_parameters()}
+    assert any(name.startswith("text_encoder.") for name in names)
+    assert module._null_text is None  # never cached while the encoder changes
+    with torch.no_grad():
+        assert not module.encode_instructions(["make it red"]).requires_grad
+
+
+def test_train_text_encoder_refuses_precomputed_embeddings():
+    module = make_module(train_text_encoder=True)
+    module.train()
+    batch = make_batch(2)
+    batch["instruction_embeds"] = module.encode_instructions(batch["instruction"]).detach()
+    with pytest.raises(ValueError, match="train_text_encoder"):
+        module.diffusion_loss(batch)

@@ -26,6 +26,7 @@ from torch import nn
 from mredit.conditioning.base import RewardCondition
 from mredit.conditioning.seams import reward_conditioning
 from mredit.models.ema import EMAMixin
+from mredit.models.objective import diffusion_objective
 from mredit.models.reward_mixin import RewardConditionedMixin
 from mredit.models.smartedit.bim import BidirectionalInteractionModule
 from mredit.models.smartedit.loading import diffusion_components, load_mllm_parts, resolve_paths, tiny_mllm_parts
@@ -285,10 +286,7 @@ class SmartEditModule(RewardConditionedMixin, EMAMixin, pl.LightningModule):
             batch["scores"], batch["feedback"], self.reward_drop_mask(batch, batch_size)
         )
         prediction = self.unet_forward(torch.cat([noisy, source_latents], 1), timesteps, text, spatial, reward)
-        if self.noise_scheduler.config.prediction_type == "v_prediction":
-            objective = self.noise_scheduler.get_velocity(target_latents, noise, timesteps)
-        else:
-            objective = noise
+        objective = diffusion_objective(self.noise_scheduler, target_latents, noise, timesteps)
         diffusion = F.mse_loss(prediction.float(), objective.float())
         loss = self.hparams.llm_loss_weight * lm_loss + self.hparams.diffusion_loss_weight * diffusion
         return {"loss": loss, "lm_loss": lm_loss, "diffusion_loss": diffusion}
