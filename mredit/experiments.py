@@ -254,12 +254,23 @@ def run_experiment(
     return payload
 
 
+def select_arms(arms: list[Arm], names: list[str]) -> list[Arm]:
+    """The named arms, in config order, plus the arms they ``reuse``; an unknown name is an error."""
+    known = {arm.name: arm for arm in arms}
+    unknown = sorted(set(names) - set(known))
+    if unknown:
+        raise ValueError(f"unknown arm(s) {', '.join(unknown)}; the experiment has {', '.join(known)}")
+    wanted = set(names) | {known[name].reuse for name in names if known[name].reuse}
+    return [arm for arm in arms if arm.name in wanted]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mredit.experiments", description=__doc__.split("\n\n")[0])
     parser.add_argument("experiment", help="experiments/<name> or its config.yaml")
     parser.add_argument("--out", help="work dir (default runs/experiments/<name>)")
     parser.add_argument("--results-dir", help="where results.json and README.md go (default: the experiment's dir)")
     parser.add_argument("--seeds", type=int, nargs="+", help="override the seeds")
+    parser.add_argument("--arms", nargs="+", help="run and report only these arms (a later full run reuses them)")
     parser.add_argument("--max-steps", type=int, help="override the training steps of every arm")
     parser.add_argument("--batch-size", type=int, help="override the batch size of every arm")
     parser.add_argument("--num-train", type=int, help="override the number of training triplets")
@@ -271,6 +282,8 @@ def main(argv: list[str] | None = None) -> int:
         experiment = load_experiment(args.experiment)
         if args.seeds:
             experiment.seeds = args.seeds
+        if args.arms:
+            experiment.arms = select_arms(experiment.arms, args.arms)
         if args.parallel:
             experiment.parallel = args.parallel
         for section, key, value in (

@@ -9,6 +9,7 @@ output already exists, so an interrupted demo or experiment resumes where it sto
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import subprocess
@@ -164,20 +165,31 @@ def checkpoint_path(spec: TrainSpec) -> Path:
     return spec.out_dir / "final.ckpt"
 
 
+def run_record(spec: TrainSpec, command: list[str]) -> dict[str, Any]:
+    """What a trained run is cached under: its command line and the contents of its config files (an edited
+    config must retrain, even though the command line is the same)."""
+    configs = {str(c): hashlib.sha256(Path(c).read_bytes()).hexdigest() for c in spec.configs}
+    return {"command": command, "config_sha256": configs}
+
+
 def is_trained(spec: TrainSpec, command: list[str]) -> bool:
-    """True when the run's final checkpoint exists and came from this very command line."""
+    """True when the run's final checkpoint exists and came from this very command line and config files."""
     recorded = spec.out_dir / "command.json"
-    return checkpoint_path(spec).exists() and recorded.exists() and json.loads(recorded.read_text()) == command
+    return (
+        checkpoint_path(spec).exists()
+        and recorded.exists()
+        and json.loads(recorded.read_text()) == run_record(spec, command)
+    )
 
 
 def training_job(spec: TrainSpec, train_shards: str | os.PathLike) -> Job | None:
-    """The job that trains ``spec`` (``None`` when it is already trained with the same command line)."""
+    """The job that trains ``spec`` (``None`` when it is already trained with the same command and configs)."""
     command = train_command(spec, train_shards)
     if is_trained(spec, command):
         return None
     spec.out_dir.mkdir(parents=True, exist_ok=True)
     checkpoint_path(spec).unlink(missing_ok=True)  # a stale model must not survive a failed re-run
-    (spec.out_dir / "command.json").write_text(json.dumps(command))
+    (spec.out_dir / "command.json").write_text(json.dumps(run_record(spec, command)))
     return Job(
         f"train {spec.name}", command, spec.out_dir / "train.log", spec.out_dir / "progress.json", spec.max_steps
     )

@@ -133,6 +133,34 @@ def test_runner_trains_each_arm_once_per_seed_and_writes_results(tmp_path, monke
     assert len(fake.jobs) == 4 and len(fake.edits) == 6
 
 
+def test_an_edited_config_file_retrains(tmp_path, monkeypatch):
+    fake = FakeWorkflow(monkeypatch)
+    config = tmp_path / "tiny.yaml"
+    config.write_text((REPO / "configs/insp2p_tiny.yaml").read_text())
+    experiment = load_experiment(_write_experiment(tmp_path / "exp"))
+    for arm in experiment.arms:
+        arm.configs = [str(config)]
+    run_experiment(experiment, tmp_path / "work", log=lambda *_: None)
+    assert len(fake.jobs) == 4
+    fake.jobs.clear()
+    run_experiment(experiment, tmp_path / "work", log=lambda *_: None)
+    assert fake.jobs == []
+    config.write_text(config.read_text().replace("learning_rate: 1.0e-3", "learning_rate: 2.0e-3"))
+    run_experiment(experiment, tmp_path / "work", log=lambda *_: None)  # same command line, new config contents
+    assert len(fake.jobs) == 4
+
+
+def test_select_arms_keeps_order_and_reused_arms(tmp_path):
+    arms = load_experiment(_write_experiment(tmp_path)).arms
+    assert [a.name for a in experiments.select_arms(arms, ["reward_scale_2", "baseline"])] == [
+        "baseline",
+        "reward",
+        "reward_scale_2",
+    ]
+    with pytest.raises(ValueError, match="unknown arm\\(s\\) nope"):
+        experiments.select_arms(arms, ["nope"])
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
