@@ -170,7 +170,36 @@ def aggregate(runs: dict[str, dict[int, dict[str, Any]]], reference: str | None 
                 }
                 for p in PERSPECTIVES
             }
+    summary["per_category"] = per_category_means(runs)
     return summary
+
+
+def per_category_means(runs: dict[str, dict[int, dict[str, Any]]]) -> dict[str, Any]:
+    """``[arm][category][perspective][metric]`` = mean over seeds (the per-category n is small, so no interval):
+    shows which kinds of edit a model has learned, e.g. local edits or only global ones."""
+    means: dict[str, Any] = {}
+    for arm, by_seed in runs.items():
+        categories = sorted({c for r in by_seed.values() for c in r.get("per_category", {})})
+        means[arm] = {
+            c: {
+                p: {m: sum(r["per_category"][c][p][m] for r in by_seed.values()) / len(by_seed) for m in METRICS}
+                for p in PERSPECTIVES
+            }
+            for c in categories
+            if all(c in r.get("per_category", {}) for r in by_seed.values())
+        }
+    return means
+
+
+def per_category_table(means: dict[str, Any], perspective: str = "following") -> str:
+    """Yes-rate % per category (rows) and arm (columns), mean over seeds."""
+    arms = [arm for arm in means if means[arm]]
+    categories = sorted({c for arm in arms for c in means[arm]})
+    lines = ["| category | " + " | ".join(arms) + " |", "|---|" + "---|" * len(arms)]
+    for c in categories:
+        cells = [f"{100 * means[a][c][perspective]['yes_rate']:.1f}" if c in means[a] else "-" for a in arms]
+        lines.append(f"| {c} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def results_markdown(experiment: Experiment, summary: dict[str, Any], budget: dict[str, Any]) -> str:
@@ -183,6 +212,10 @@ def results_markdown(experiment: Experiment, summary: dict[str, Any], budget: di
     if summary["differences"]:
         lines += ["", f"Paired differences to `{experiment.reference}` (same seed):", ""]
         lines.append(format_aggregate_table(summary["differences"]))
+    if any(summary.get("per_category", {}).values()):
+        for perspective in ("following", "preserving"):
+            lines += ["", f"{perspective.capitalize()} yes-rate % per category (mean over seeds):", ""]
+            lines.append(per_category_table(summary["per_category"], perspective))
     return "\n".join(lines)
 
 

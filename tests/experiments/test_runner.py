@@ -32,6 +32,24 @@ def test_aggregate_means_intervals_and_paired_differences():
     assert difference["mean"] == pytest.approx(5 * (0.6 - 0.3)) and "baseline" not in summary["differences"]
 
 
+def test_per_category_means_over_seeds():
+    def run(local, background):
+        result = _results(0.5)
+        result["per_category"] = {
+            c: {p: {"yes_rate": v, "score": 5 * v} for p in PERSPECTIVES}
+            for c, v in (("local", local), ("background", background))
+        }
+        return result
+
+    runs = {"baseline": {0: run(0.0, 0.5), 1: run(0.1, 0.7)}, "reward": {0: run(0.2, 0.9), 1: run(0.4, 0.9)}}
+    means = aggregate(runs, reference="baseline")["per_category"]
+    assert means["reward"]["local"]["following"]["yes_rate"] == pytest.approx(0.3)
+    assert means["baseline"]["background"]["preserving"]["score"] == pytest.approx(3.0)
+    table = experiments.per_category_table(means).splitlines()
+    assert table[0] == "| category | baseline | reward |"
+    assert table[2:] == ["| background | 60.0 | 90.0 |", "| local | 5.0 | 30.0 |"]
+
+
 def _write_experiment(directory: Path, **extra) -> Path:
     config = {
         "name": "toy",
