@@ -97,13 +97,15 @@ def run_demo(
     timings["training"] = time.time() - start - sum(timings.values())
     # (edits dir, model, rewards): the reward model is also run at the worst rewards, which should undo its edits
     editions = [("baseline", "baseline", BEST), ("reward", "reward", BEST), (LOW_REWARD_RUN, "reward", WORST)]
+    edit_jobs = []
     for name, model, scores in editions:
         checkpoint, edits = workflow.checkpoint_path(specs[model]), out / "edits" / name
         edit_spec = EditSpec(steps=edit_steps, seed=seed, scores=scores)
         if not workflow.edits_done(edits, checkpoint, edit_spec, resolution):
-            rewards = f" at rewards ({', '.join(f'{v:g}' for v in scores)})" if model == "reward" else ""
-            print(f"editing the {num_test} test images with the {model} model{rewards}", flush=True)
-            workflow.edit(checkpoint, data.test, edits, edit_spec, resolution)
+            edit_jobs.append(workflow.edit_job(name, checkpoint, data.test, edits, edit_spec, resolution))
+    if edit_jobs:
+        print(f"editing the {num_test} test images: {', '.join(j.name.removeprefix('edit ') for j in edit_jobs)}")
+        workflow.run_jobs(edit_jobs, max_parallel=parallel)
     timings["editing"] = time.time() - start - sum(timings.values())
     print("judging the edits with the oracle", flush=True)
     evaluations = {

@@ -254,12 +254,24 @@ def run_experiment(
     if train_jobs:
         log(f"training {len(train_jobs)} run(s), {experiment.parallel} at a time")
         workflow.run_jobs(train_jobs, max_parallel=experiment.parallel)
+    edit_jobs = [
+        workflow.edit_job(
+            f"{run.arm}/seed{run.seed}",
+            run.checkpoint,
+            run.test_shards,
+            run.run_dir / "edits",
+            run.edit_spec,
+            run.resolution,
+        )
+        for run in runs
+        if not workflow.edits_done(run.run_dir / "edits", run.checkpoint, run.edit_spec, run.resolution)
+    ]
+    if edit_jobs:
+        log(f"editing the test set with {len(edit_jobs)} model(s), {experiment.parallel} at a time")
+        workflow.run_jobs(edit_jobs, max_parallel=experiment.parallel)
     results: dict[str, dict[int, dict[str, Any]]] = {arm.name: {} for arm in experiment.arms}
     for run in runs:
         edits, eval_dir = run.run_dir / "edits", run.run_dir / "eval"
-        if not workflow.edits_done(edits, run.checkpoint, run.edit_spec, run.resolution):
-            log(f"editing the test set with {run.arm}/seed{run.seed}")
-            workflow.edit(run.checkpoint, run.test_shards, edits, run.edit_spec, run.resolution)
         done = eval_dir / "results.json"
         cached = json.loads(done.read_text()) if done.exists() else None
         results[run.arm][run.seed] = cached or workflow.evaluate(edits, run.test_shards, eval_dir)

@@ -15,7 +15,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -260,29 +260,24 @@ def _edit_settings(checkpoint: str | os.PathLike, spec: EditSpec, resolution: in
     return {"checkpoint": str(checkpoint), "mtime": stat.st_mtime, **asdict(spec), "resolution": resolution}
 
 
-def edit(
+def edit_job(
+    name: str,
     checkpoint: str | os.PathLike,
     test_shards: str | os.PathLike,
     out_dir: str | os.PathLike,
     spec: EditSpec,
     resolution: int,
-) -> None:
-    """Edit the test set into ``<out_dir>/<key>.png`` (its report in ``<out_dir>.log``, a marker written last).
-
-    Runs ``mredit edit --shards`` in this process (one model load instead of a process start-up), with one thread;
-    the command loads any mredit module from its checkpoint (SmartEdit edits through its own ``edit`` method).
-    """
-    import torch
-
+) -> Job:
+    """The job that edits the test set into ``<out_dir>/<key>.png`` with ``mredit edit --shards`` (its report in
+    ``<out_dir>.log``); the done marker is written only when it succeeds. A subprocess with one thread, so that
+    several editions run side by side; the command loads any mredit module from its checkpoint (SmartEdit edits
+    through its own ``edit`` method)."""
     out_dir = Path(out_dir)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models gain nothing from intra-op threads, which crawl on a busy machine
-    try:
-        log_path = out_dir.parent / f"{out_dir.name}.log"
-        run_tool(edit_args(checkpoint, test_shards, out_dir, spec, resolution), log_path)
-    finally:
-        torch.set_num_threads(threads)
-    _mark_done(out_dir, _edit_settings(checkpoint, spec, resolution))
+    argv = [sys.executable, "-m", "mredit", *edit_args(checkpoint, test_shards, out_dir, spec, resolution)]
+    settings = _edit_settings(checkpoint, spec, resolution)
+    return Job(
+        f"edit {name}", argv, out_dir.parent / f"{out_dir.name}.log", on_success=lambda: _mark_done(out_dir, settings)
+    )
 
 
 def edits_done(out_dir: str | os.PathLike, checkpoint: str | os.PathLike, spec: EditSpec, resolution: int) -> bool:
@@ -310,6 +305,7 @@ class Job:
     log_path: Path
     progress_path: Path | None = None
     total: int | None = None
+    on_success: Callable[[], None] | None = None  # e.g. marks the job's output done
 
 
 def _read_progress(job: Job) -> tuple[int, float | None]:
@@ -335,7 +331,14 @@ def run_jobs(jobs: Sequence[Job], max_parallel: int = 2, poll_s: float = 1.0) ->
 
     pending, running = list(jobs), []
     bars = {
-        job.name: tqdm(total=job.total, desc=job.name, position=i, unit="step", dynamic_ncols=True)
+        job.name: tqdm(
+            total=job.total,
+            desc=job.name,
+            position=i,
+            unit="step",
+            dynamic_ncols=True,
+            bar_format=None if job.total else "{desc}: {elapsed}",  # no progress file: only the time
+        )
         for i, job in enumerate(jobs)
     }
     try:
@@ -363,6 +366,8 @@ def run_jobs(jobs: Sequence[Job], max_parallel: int = 2, poll_s: float = 1.0) ->
                     raise RuntimeError(
                         f"{job.name} failed (exit code {code}); log {job.log_path}:\n{_tail(job.log_path)}"
                     )
+                if job.on_success is not None:
+                    job.on_success()
                 if job.total:
                     bar.update(job.total - bar.n)
                 bar.close()

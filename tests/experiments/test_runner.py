@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -92,17 +93,24 @@ class FakeWorkflow:
 
     def run_jobs(self, jobs, max_parallel=2):
         for job in jobs:
+            if job.name.startswith("edit "):
+                self.edit(job)
+                continue
             self.jobs.append(job)
             ckpt = Path(next(a for a in job.argv if "checkpoint_path" in a).split('"checkpoint_path": "')[1][:-3])
             ckpt.parent.mkdir(parents=True, exist_ok=True)
             ckpt.write_text("weights")
 
-    def run_tool(self, argv, log_path=None):
-        assert argv[0] == "edit", argv  # data and evaluation are faked above
+    def edit(self, job):
+        argv = job.argv[job.argv.index("edit") :]
         options = dict(zip(argv[1::2], argv[2::2]))
         assert Path(options["--model"]).exists()  # trained before editing
         self.edits.append(options)
         Path(options["--out-dir"]).mkdir(parents=True, exist_ok=True)
+        job.on_success()
+
+    def run_tool(self, argv, log_path=None):
+        raise AssertionError(f"the runner ran a tool in-process: {argv}")  # data and evaluation are faked
 
     def evaluate(self, edits_dir, test_shards, out_dir):
         self.evaluated.append(Path(edits_dir))
@@ -222,3 +230,26 @@ def test_edit_arguments_follow_the_edit_cli():
     register(parser)
     parsed = parser.parse_args(args[1:])  # the flags exist in `mredit edit`
     assert parsed.resolution == 16 and parsed.scheduler == "ddim" and parsed.shards == ["test"]
+
+
+def test_run_jobs_marks_only_succeeded_jobs_done(tmp_path):
+    done = []
+    ok = [
+        workflow.Job(
+            f"ok{i}", [sys.executable, "-c", "pass"], tmp_path / f"ok{i}.log", on_success=lambda i=i: done.append(i)
+        )
+        for i in range(3)
+    ]
+    workflow.run_jobs(ok, max_parallel=2, poll_s=0.05)
+    assert sorted(done) == [0, 1, 2]
+
+    done.clear()
+    failing = workflow.Job(
+        "bad",
+        [sys.executable, "-c", "raise SystemExit('boom')"],
+        tmp_path / "bad.log",
+        on_success=lambda: done.append("bad"),
+    )
+    with pytest.raises(RuntimeError, match=r"(?s)bad failed .*boom"):
+        workflow.run_jobs([failing], poll_s=0.05)
+    assert done == []
