@@ -94,9 +94,12 @@ class Experiment:
 
     def train_settings(self, arm: Arm) -> dict[str, Any]:
         settings = {"max_steps": 1000, "batch_size": None, "num_workers": 0, **self.train, **arm.train}
-        unknown = set(settings) - {"max_steps", "batch_size", "num_workers"}
+        unknown = set(settings) - {"max_steps", "batch_size", "num_workers", "checkpoint_steps"}
         if unknown:
             raise ValueError(f"{arm.name}.train: unknown keys {sorted(unknown)}")
+        steps = settings.get("checkpoint_steps", [])
+        if any(not 0 < int(s) < settings["max_steps"] for s in steps):
+            raise ValueError(f"{arm.name}.train.checkpoint_steps {steps} must lie between 0 and max_steps")
         return settings
 
 

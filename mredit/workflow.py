@@ -67,6 +67,7 @@ class TrainSpec:
     overrides: list[str] = field(default_factory=list)
     num_workers: int = 0  # two runs side by side already fill two cores: decode in the training process
     resolution: int | None = None  # the data's side; None keeps the config's
+    checkpoint_steps: list[int] = field(default_factory=list)  # also save the model here (a learning curve)
 
 
 @dataclass
@@ -134,11 +135,14 @@ def prepare_data(out_dir: str | os.PathLike, spec: DataSpec, log=print) -> DataP
 
 
 class TrainingMonitor(pl.Callback):
-    """Writes ``{"step", "max_steps", "loss"}`` to a JSON file for the parent's progress bars, and saves the
-    final checkpoint to a known path when training ends."""
+    """Writes ``{"step", "max_steps", "loss"}`` to a JSON file for the parent's progress bars, saves the final
+    checkpoint to a known path when training ends and, at each of ``save_at_steps``, ``step<N>.ckpt`` beside it."""
 
-    def __init__(self, progress_path: str, checkpoint_path: str, every_n_steps: int = 5) -> None:
+    def __init__(
+        self, progress_path: str, checkpoint_path: str, every_n_steps: int = 5, save_at_steps: list[int] | None = None
+    ) -> None:
         self.progress_path, self.checkpoint_path, self.every_n_steps = progress_path, checkpoint_path, every_n_steps
+        self.save_at_steps, self._saved = set(save_at_steps or []), set()
 
     def _write(self, trainer: pl.Trainer, loss: float | None) -> None:
         tmp = f"{self.progress_path}.tmp"
@@ -147,6 +151,10 @@ class TrainingMonitor(pl.Callback):
         os.replace(tmp, self.progress_path)  # atomic: the parent never reads half a file
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch, batch_idx):
+        step = trainer.global_step
+        if step in self.save_at_steps and step not in self._saved:  # once, even with gradient accumulation
+            trainer.save_checkpoint(str(Path(self.checkpoint_path).with_name(f"step{step}.ckpt")))
+            self._saved.add(step)
         if trainer.global_step % self.every_n_steps == 0 and trainer.is_global_zero:
             loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
             self._write(trainer, float(loss) if loss is not None else None)
@@ -163,6 +171,11 @@ def _callback_arg(class_path: str, init_args: dict[str, Any]) -> str:
 
 def checkpoint_path(spec: TrainSpec) -> Path:
     return spec.out_dir / "final.ckpt"
+
+
+def step_checkpoint_path(spec: TrainSpec, step: int) -> Path:
+    """The checkpoint saved at ``step`` (one of ``spec.checkpoint_steps``)."""
+    return spec.out_dir / f"step{step}.ckpt"
 
 
 def run_record(spec: TrainSpec, command: list[str]) -> dict[str, Any]:
@@ -221,12 +234,10 @@ def train_command(spec: TrainSpec, train_shards: str | os.PathLike) -> list[str]
     if spec.reward is not None:
         argv.append(_callback_arg(REWARD_CALLBACK, spec.reward))
     argv += list(spec.overrides)
-    argv.append(
-        _callback_arg(
-            "mredit.workflow.TrainingMonitor",
-            {"progress_path": str(out / "progress.json"), "checkpoint_path": str(checkpoint_path(spec))},
-        )
-    )
+    monitor = {"progress_path": str(out / "progress.json"), "checkpoint_path": str(checkpoint_path(spec))}
+    if spec.checkpoint_steps:  # absent otherwise, so that runs cached before this option keep their command
+        monitor["save_at_steps"] = sorted(spec.checkpoint_steps)
+    argv.append(_callback_arg("mredit.workflow.TrainingMonitor", monitor))
     return argv
 
 
