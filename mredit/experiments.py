@@ -60,10 +60,12 @@ class Arm:
 
 
 class Run(NamedTuple):
-    """One (arm, seed): the checkpoint it edits with (its own, or the reused arm's) and where its outputs go."""
+    """One (arm, seed) at one training step: the checkpoint it edits with (its own, or the reused arm's) and
+    where its edits and evaluation go."""
 
     arm: str
     seed: int
+    step: int
     checkpoint: Path
     run_dir: Path
     test_shards: Path
@@ -219,6 +221,28 @@ def results_markdown(experiment: Experiment, summary: dict[str, Any], budget: di
         for perspective in ("following", "preserving"):
             lines += ["", f"{perspective.capitalize()} yes-rate % per category (mean over seeds):", ""]
             lines.append(per_category_table(summary["per_category"], perspective))
+    if summary.get("curve"):
+        lines += ["", "Learning curve: following yes-rate % at each saved step (mean over seeds):", ""]
+        lines.append(curve_table(summary["curve"]))
+    return "\n".join(lines)
+
+
+def curve_table(curve: dict[int, dict[str, Any]], perspective: str = "following") -> str:
+    """One row per (step, arm): the overall yes-rate % of ``perspective`` and its yes-rate % per category.
+
+    A checkpoint saved during a run is not the model a shorter run would end with (the learning rate has not
+    decayed yet), but the EMA weights it holds show when each kind of edit starts to be learned."""
+    categories = sorted({c for point in curve.values() for arm in point["per_category"].values() for c in arm})
+    lines = [
+        "| step | arm | overall | " + " | ".join(categories) + " |",
+        "|---|---|---|" + "---|" * len(categories),
+    ]
+    for step, point in sorted(curve.items()):
+        for arm, metrics in point["arms"].items():
+            overall = metrics[perspective]["yes_rate"]["mean"]
+            cells = [point["per_category"][arm].get(c, {}).get(perspective, {}).get("yes_rate") for c in categories]
+            row = [f"{100 * v:.1f}" if v is not None else "-" for v in [overall, *cells]]
+            lines.append(f"| {step} | {arm} | " + " | ".join(row) + " |")
     return "\n".join(lines)
 
 
@@ -249,17 +273,25 @@ def run_experiment(
                 resolution=data_spec.resolution,
                 **experiment.train_settings(trained),
             )
-            ckpt, run_dir = workflow.checkpoint_path(spec), out_dir / "runs" / arm.name / f"seed{seed}"
+            run_dir = out_dir / "runs" / arm.name / f"seed{seed}"
             job = None if arm.reuse else workflow.training_job(spec, data.train)
             if job is not None:
                 train_jobs.append(job)
-            runs.append(Run(arm.name, seed, ckpt, run_dir, data.test, experiment.edit_spec(arm), data_spec.resolution))
+            points = [(spec.max_steps, workflow.checkpoint_path(spec), run_dir)]  # the final model, then the curve
+            points += [
+                (step, workflow.step_checkpoint_path(spec, step), run_dir / "curve" / f"step{step}")
+                for step in sorted(spec.checkpoint_steps)
+            ]
+            for step, ckpt, point_dir in points:
+                edit = experiment.edit_spec(arm)
+                runs.append(Run(arm.name, seed, step, ckpt, point_dir, data.test, edit, data_spec.resolution))
     if train_jobs:
         log(f"training {len(train_jobs)} run(s), {experiment.parallel} at a time")
         workflow.run_jobs(train_jobs, max_parallel=experiment.parallel)
+    final_step = {(run.arm, run.seed): max(r.step for r in runs if r[:2] == run[:2]) for run in runs}
     edit_jobs = [
         workflow.edit_job(
-            f"{run.arm}/seed{run.seed}",
+            f"{run.arm}/seed{run.seed}" + ("" if run.step == final_step[run[:2]] else f"@{run.step}"),
             run.checkpoint,
             run.test_shards,
             run.run_dir / "edits",
@@ -273,12 +305,18 @@ def run_experiment(
         log(f"editing the test set with {len(edit_jobs)} model(s), {experiment.parallel} at a time")
         workflow.run_jobs(edit_jobs, max_parallel=experiment.parallel)
     results: dict[str, dict[int, dict[str, Any]]] = {arm.name: {} for arm in experiment.arms}
+    by_step: dict[int, dict[str, dict[int, dict[str, Any]]]] = {}
     for run in runs:
         edits, eval_dir = run.run_dir / "edits", run.run_dir / "eval"
         done = eval_dir / "results.json"
         cached = json.loads(done.read_text()) if done.exists() else None
-        results[run.arm][run.seed] = cached or workflow.evaluate(edits, run.test_shards, eval_dir)
+        result = cached or workflow.evaluate(edits, run.test_shards, eval_dir)
+        by_step.setdefault(run.step, {}).setdefault(run.arm, {})[run.seed] = result
+        if run.step == final_step[run[:2]]:
+            results[run.arm][run.seed] = result
     summary = aggregate(results, experiment.reference)
+    if len(by_step) > 1:  # checkpoints along the way: the learning curve
+        summary["curve"] = {step: aggregate(by_step[step], experiment.reference) for step in sorted(by_step)}
     first = experiment.arms[0]
     budget = {
         "seeds": experiment.seeds,

@@ -97,9 +97,12 @@ class FakeWorkflow:
                 self.edit(job)
                 continue
             self.jobs.append(job)
-            ckpt = Path(next(a for a in job.argv if "checkpoint_path" in a).split('"checkpoint_path": "')[1][:-3])
+            monitor = json.loads(next(a for a in job.argv if "TrainingMonitor" in a).split("+=", 1)[1])["init_args"]
+            ckpt = Path(monitor["checkpoint_path"])
             ckpt.parent.mkdir(parents=True, exist_ok=True)
             ckpt.write_text("weights")
+            for step in monitor.get("save_at_steps", []):
+                ckpt.with_name(f"step{step}.ckpt").write_text("weights")
 
     def edit(self, job):
         argv = job.argv[job.argv.index("edit") :]
@@ -114,8 +117,12 @@ class FakeWorkflow:
 
     def evaluate(self, edits_dir, test_shards, out_dir):
         self.evaluated.append(Path(edits_dir))
-        arm, seed = Path(edits_dir).parts[-3], int(Path(edits_dir).parts[-2].removeprefix("seed"))
+        parts = Path(edits_dir).parts
+        at = next(i for i, part in enumerate(parts) if part.startswith("seed"))  # .../<arm>/seed<s>[/curve/step<n>]
+        arm, seed = parts[at - 1], int(parts[at].removeprefix("seed"))
         value = {"baseline": 0.2, "reward": 0.5, "reward_scale_2": 0.6}[arm] + 0.01 * seed
+        if "curve" in parts:  # an earlier checkpoint scores lower
+            value -= 0.1
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         (Path(out_dir) / "results.json").write_text(json.dumps(_results(value)))
         return _results(value)
@@ -157,6 +164,47 @@ def test_runner_trains_each_arm_once_per_seed_and_writes_results(tmp_path, monke
     experiment.train["max_steps"] = 3  # a changed command line retrains (and re-edits) every run
     run_experiment(experiment, tmp_path / "work", log=lambda *_: None)
     assert len(fake.jobs) == 4 and len(fake.edits) == 6
+
+
+def test_checkpoint_steps_add_a_learning_curve(tmp_path, monkeypatch):
+    fake = FakeWorkflow(monkeypatch)
+    exp = _write_experiment(tmp_path / "exp", train={"max_steps": 4, "batch_size": 4, "checkpoint_steps": [2]})
+    payload = run_experiment(load_experiment(exp), tmp_path / "work", log=lambda *_: None)
+    assert len(fake.jobs) == 4 and len(fake.edits) == 12 and len(fake.evaluated) == 12
+    early = next(e for e in fake.edits if e["--out-dir"].endswith("reward_scale_2/seed1/curve/step2/edits"))
+    assert early["--model"] == str(tmp_path / "work/runs/reward/seed1/step2.ckpt")
+    assert payload["arms"]["reward"]["following"]["yes_rate"]["mean"] == pytest.approx(0.505)  # the final models
+    assert sorted(payload["curve"]) == [2, 4]
+    assert payload["curve"][2]["arms"]["reward"]["following"]["yes_rate"]["mean"] == pytest.approx(0.405)
+    assert "Learning curve" in (exp / "README.md").read_text()
+    fake.edits.clear()
+    run_experiment(load_experiment(exp), tmp_path / "work", log=lambda *_: None)
+    assert fake.jobs[4:] == [] and fake.edits == []  # cached, curve included
+
+
+def test_checkpoint_steps_must_lie_inside_the_run(tmp_path):
+    with pytest.raises(ValueError, match="checkpoint_steps"):
+        load_experiment(_write_experiment(tmp_path, train={"max_steps": 4, "checkpoint_steps": [4]}))
+
+
+def test_curve_table_rows_per_step_and_arm():
+    def result(value, local):
+        out = _results(value)
+        out["per_category"] = {"local": {p: {"yes_rate": local, "score": 0.0} for p in PERSPECTIVES}}
+        return out
+
+    curve = {
+        100: aggregate({"baseline": {0: result(0.1, 0.0)}, "reward": {0: result(0.2, 0.05)}}),
+        200: aggregate({"baseline": {0: result(0.3, 0.1)}, "reward": {0: result(0.4, 0.25)}}),
+    }
+    assert experiments.curve_table(curve).splitlines() == [
+        "| step | arm | overall | local |",
+        "|---|---|---|---|",
+        "| 100 | baseline | 10.0 | 0.0 |",
+        "| 100 | reward | 20.0 | 5.0 |",
+        "| 200 | baseline | 30.0 | 10.0 |",
+        "| 200 | reward | 40.0 | 25.0 |",
+    ]
 
 
 def test_an_edited_config_file_retrains(tmp_path, monkeypatch):

@@ -3,6 +3,7 @@ the validation image grid."""
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from models_helpers import loader, make_module, make_trainer  # noqa: E402
 from mredit.callbacks.image_grid import ValidationImageGrid  # noqa: E402
 from mredit.training.checkpoint_io import AtomicCheckpointIO  # noqa: E402
 from mredit.training.loggers import WandbLogger, scrub_secrets  # noqa: E402
+from mredit.workflow import TrainingMonitor  # noqa: E402
 
 
 def test_a_failed_save_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch):
@@ -59,3 +61,11 @@ def test_validation_image_grid(tmp_path):
     image = np.asarray(Image.open(grid.last_path))
     assert image.shape == (2 * 16, 3 * 16, 3)  # rows: samples; columns: source | edit | target
     assert image[:, 32:].std() > 0 and not np.array_equal(image[:, :16], image[:, 16:32])
+
+
+def test_training_monitor_saves_the_requested_steps(tmp_path):
+    final = tmp_path / "final.ckpt"
+    monitor = TrainingMonitor(str(tmp_path / "progress.json"), str(final), save_at_steps=[1, 2])
+    make_trainer(tmp_path, max_steps=3, callbacks=[monitor]).fit(make_module(), loader(4))
+    assert sorted(p.name for p in tmp_path.glob("*.ckpt")) == ["final.ckpt", "step1.ckpt", "step2.ckpt"]
+    assert json.loads((tmp_path / "progress.json").read_text())["step"] == 3
