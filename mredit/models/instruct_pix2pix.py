@@ -20,7 +20,7 @@ from mredit.conditioning.base import FeedbackEmbedding
 from mredit.conditioning.seams import reward_conditioning
 from mredit.models.components import Components, build_tiny_components, load_pretrained_components
 from mredit.models.ema import EMAMixin
-from mredit.models.objective import diffusion_objective
+from mredit.models.objective import diffusion_objective, edit_region_balanced_mse
 from mredit.models.reward_mixin import RewardConditionedMixin
 from mredit.training.nan_guard import NonFiniteLossPolicy, guard_loss
 
@@ -57,6 +57,9 @@ class InstructPix2PixModule(EMAMixin, RewardConditionedMixin, pl.LightningModule
         models spend their few thousand steps on the edits; pretrained SD weights expect False.
     train_text_encoder: train the text encoder with the UNet (EMA and export included). For tiny random
         encoders, whose frozen features the UNet would otherwise have to decode; InstructPix2Pix freezes CLIP.
+    balance_edit_region: weigh, per sample, the latent positions the edit changes and those it keeps half each in
+        the loss (``edit_region_balanced_mse``), so that small local edits are not drowned by global ones; off in
+        InstructPix2Pix.
     ema_decay, ema_warmup, use_ema: EMA of the trainable weights (validation and export use it).
     learning_rate, weight_decay, adam_betas, adam_eps: AdamW.
     lr_warmup_steps, lr_schedule: linear warm-up, then constant or cosine decay to 0 over the run.
@@ -75,6 +78,7 @@ class InstructPix2PixModule(EMAMixin, RewardConditionedMixin, pl.LightningModule
         conditioning_dropout: float = 0.05,
         edit_residual: bool = False,
         train_text_encoder: bool = False,
+        balance_edit_region: bool = False,
         ema_decay: float = 0.9999,
         ema_warmup: bool = True,
         use_ema: bool = True,
@@ -210,8 +214,9 @@ class InstructPix2PixModule(EMAMixin, RewardConditionedMixin, pl.LightningModule
 
     def diffusion_loss(self, batch: dict[str, Any], generator: torch.Generator | None = None) -> torch.Tensor:
         target_latents, source_latents = self._latents(batch, generator)
+        edit = target_latents - source_latents * self.vae.config.scaling_factor
         if self.hparams.edit_residual:
-            target_latents = target_latents - source_latents * self.vae.config.scaling_factor
+            target_latents = edit
         text = self._instruction_embeds(batch).to(self.unet.dtype)
         batch_size = target_latents.shape[0]
         if self.training and self.hparams.conditioning_dropout > 0:
@@ -233,6 +238,8 @@ class InstructPix2PixModule(EMAMixin, RewardConditionedMixin, pl.LightningModule
             condition = self.compute_reward_condition(batch["scores"], self._feedback(batch), drop_mask)
         with reward_conditioning(self.unet, condition):
             prediction = self.unet(model_input, timesteps, encoder_hidden_states=text).sample
+        if self.hparams.balance_edit_region:
+            return edit_region_balanced_mse(prediction, objective, edit)
         return F.mse_loss(prediction.float(), objective.float())
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:

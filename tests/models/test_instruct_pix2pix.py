@@ -9,7 +9,7 @@ from models_helpers import SMALLEST_TEXT, SMALLEST_UNET, make_batch, make_module
 
 from mredit.models.components import TINY_UNET, build_tiny_components, resolve_pretrained_path
 from mredit.models.instruct_pix2pix import InstructPix2PixModule, widen_conv_in
-from mredit.models.objective import diffusion_objective
+from mredit.models.objective import diffusion_objective, edit_region_balanced_mse
 
 
 def test_forward_backward_trains_only_the_unet(module):
@@ -160,6 +160,29 @@ def test_edit_residual_objective_is_target_minus_source():
             module.unet.conv_out.bias.zero_()
         loss = module.diffusion_loss(batch).item()
         assert (loss == 0.0) is exact, (edit_residual, loss)
+
+
+def test_edit_region_balanced_mse_gives_the_edited_positions_half_the_weight():
+    objective = torch.zeros(2, 4, 8, 8)
+    edit = torch.zeros(2, 4, 8, 8)
+    edit[0, :, :2, :2] = 1.0  # sample 0: a local edit on 4 of 64 positions; sample 1: no change
+    prediction = torch.zeros(2, 4, 8, 8)
+    prediction[0, :, :2, :2] = 2.0  # wrong only where the edit is
+    prediction[1] = 1.0
+    plain = torch.nn.functional.mse_loss(prediction, objective).item()
+    balanced = edit_region_balanced_mse(prediction, objective, edit).item()
+    # sample 0: 0.5 * 4 inside + 0.5 * 0 outside = 2 (its plain MSE is 4 * 4 / 64 = 0.25); sample 1: plain MSE 1
+    assert balanced == pytest.approx((2.0 + 1.0) / 2) and plain == pytest.approx((0.25 + 1.0) / 2)
+    everywhere = torch.ones(2, 4, 8, 8)
+    assert edit_region_balanced_mse(prediction, objective, everywhere).item() == pytest.approx(plain)
+
+
+def test_balance_edit_region_trains():
+    module = make_module(scheduler_config={"prediction_type": "sample"}, edit_residual=True, balance_edit_region=True)
+    module.train()
+    loss = module.diffusion_loss(make_batch(2))
+    loss.backward()
+    assert torch.isfinite(loss) and module.unet.conv_out.weight.grad.abs().sum() > 0
 
 
 def test_train_text_encoder_gets_gradients_and_ema():
