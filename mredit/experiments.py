@@ -66,6 +66,7 @@ class Run(NamedTuple):
     arm: str
     seed: int
     step: int
+    final: bool  # the run's last checkpoint (the headline tables); the others make the learning curve
     checkpoint: Path
     run_dir: Path
     test_shards: Path
@@ -277,21 +278,20 @@ def run_experiment(
             job = None if arm.reuse else workflow.training_job(spec, data.train)
             if job is not None:
                 train_jobs.append(job)
-            points = [(spec.max_steps, workflow.checkpoint_path(spec), run_dir)]  # the final model, then the curve
+            points = [(spec.max_steps, True, workflow.checkpoint_path(spec), run_dir)]  # the final model, the curve
             points += [
-                (step, workflow.step_checkpoint_path(spec, step), run_dir / "curve" / f"step{step}")
+                (step, False, workflow.step_checkpoint_path(spec, step), run_dir / "curve" / f"step{step}")
                 for step in sorted(spec.checkpoint_steps)
             ]
-            for step, ckpt, point_dir in points:
-                edit = experiment.edit_spec(arm)
-                runs.append(Run(arm.name, seed, step, ckpt, point_dir, data.test, edit, data_spec.resolution))
+            edit = experiment.edit_spec(arm)
+            for step, final, ckpt, point_dir in points:
+                runs.append(Run(arm.name, seed, step, final, ckpt, point_dir, data.test, edit, data_spec.resolution))
     if train_jobs:
         log(f"training {len(train_jobs)} run(s), {experiment.parallel} at a time")
         workflow.run_jobs(train_jobs, max_parallel=experiment.parallel)
-    final_step = {(run.arm, run.seed): max(r.step for r in runs if r[:2] == run[:2]) for run in runs}
     edit_jobs = [
         workflow.edit_job(
-            f"{run.arm}/seed{run.seed}" + ("" if run.step == final_step[run[:2]] else f"@{run.step}"),
+            f"{run.arm}/seed{run.seed}" + ("" if run.final else f"@{run.step}"),
             run.checkpoint,
             run.test_shards,
             run.run_dir / "edits",
@@ -312,7 +312,7 @@ def run_experiment(
         cached = json.loads(done.read_text()) if done.exists() else None
         result = cached or workflow.evaluate(edits, run.test_shards, eval_dir)
         by_step.setdefault(run.step, {}).setdefault(run.arm, {})[run.seed] = result
-        if run.step == final_step[run[:2]]:
+        if run.final:
             results[run.arm][run.seed] = result
     summary = aggregate(results, experiment.reference)
     if len(by_step) > 1:  # checkpoints along the way: the learning curve

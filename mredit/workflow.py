@@ -153,9 +153,9 @@ class TrainingMonitor(pl.Callback):
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch, batch_idx):
         step = trainer.global_step
         if step in self.save_at_steps and step not in self._saved:  # once, even with gradient accumulation
-            trainer.save_checkpoint(str(Path(self.checkpoint_path).with_name(f"step{step}.ckpt")))
+            trainer.save_checkpoint(str(_step_checkpoint(Path(self.checkpoint_path), step)))
             self._saved.add(step)
-        if trainer.global_step % self.every_n_steps == 0 and trainer.is_global_zero:
+        if step % self.every_n_steps == 0 and trainer.is_global_zero:
             loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
             self._write(trainer, float(loss) if loss is not None else None)
 
@@ -173,9 +173,13 @@ def checkpoint_path(spec: TrainSpec) -> Path:
     return spec.out_dir / "final.ckpt"
 
 
+def _step_checkpoint(final: Path, step: int) -> Path:
+    return final.with_name(f"step{step}.ckpt")
+
+
 def step_checkpoint_path(spec: TrainSpec, step: int) -> Path:
-    """The checkpoint saved at ``step`` (one of ``spec.checkpoint_steps``)."""
-    return spec.out_dir / f"step{step}.ckpt"
+    """The checkpoint ``TrainingMonitor`` saves at ``step`` (one of ``spec.checkpoint_steps``)."""
+    return _step_checkpoint(checkpoint_path(spec), step)
 
 
 def run_record(spec: TrainSpec, command: list[str]) -> dict[str, Any]:
