@@ -28,12 +28,12 @@ test: install ## run the test suite
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 lint: install ## ruff check and format check
-	$(VENV)/bin/ruff check mredit tests benchmarks
-	$(VENV)/bin/ruff format --check mredit tests benchmarks
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 format: install ## apply ruff fixes and formatting
-	$(VENV)/bin/ruff check --fix mredit tests benchmarks
-	$(VENV)/bin/ruff format mredit tests benchmarks
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
 
 synth: install ## the synthetic shards the tiny configs read (data/synth and data/synth_reward)
 	$(VENV)/bin/mredit data synth --out data/synth/train --split train --num 2000

@@ -24,7 +24,7 @@ FeedbackFormat = Literal["pooled", "tokens"]
 
 @dataclass
 class FeedbackEmbedding:
-    """Failure feedback embedded by the frozen text encoder.
+    """Failure feedback embedded by the backbone's text encoder (without gradients; see ``feedback.py``).
 
     ``pooled``: ``[B, D]`` pooled output of the three texts joined with "; " (the official code's input).
     ``tokens``: ``[B, 3, L, D]`` last hidden states of each perspective's text encoded on its own, with

@@ -1,4 +1,9 @@
-"""Embedding the failure feedback with the backbone's frozen CLIP text encoder."""
+"""Embedding the failure feedback with the backbone's CLIP text encoder, without gradients.
+
+The encoder is frozen in the paper's setting (pretrained SD1.5 CLIP). With ``train_text_encoder`` (the tiny
+recipe) it is the live encoder that trains on the instructions: the feedback features then move with it, and the
+feedback sends it no gradient.
+"""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 For each perspective p (following, preserving, quality):
 
 - a score token: MLP(PE(s_p)), PE the UNet's own sinusoidal timestep embedding applied to the raw score;
-- a feedback token: the perspective's failure text encoded on its own by the frozen text encoder
+- a feedback token: the perspective's failure text encoded on its own by the text encoder
   (``feedback_format = "tokens"``), mean-pooled over its real tokens, then projected;
 
 plus a learned type embedding E_type per (perspective, modality), giving up to 6 tokens c_R ``[B, n, d]``.

@@ -68,7 +68,8 @@ class RewardConditionedMixin:
         feedback: list[list[str]] | FeedbackEmbedding,
         drop_mask: torch.Tensor | None = None,
     ) -> RewardCondition | None:
-        """The conditioner's output for a batch; raw feedback texts are embedded with the frozen text encoder."""
+        """The conditioner's output for a batch; raw feedback texts are embedded with the backbone's
+        text encoder, without gradients (``encode_feedback``)."""
         conditioner = self.reward_conditioner
         if conditioner is None:
             return None
