@@ -3,7 +3,8 @@
 data (``mredit data synth`` -> ``mredit judge annotate --judge oracle`` -> ``mredit data convert --rewards``),
 training (``mredit fit``, one process per run, several side by side with a progress bar each), editing the test
 set (``mredit edit --shards``) and evaluation (``mredit judge eval --judge oracle``). Every step skips work whose
-output already exists, so an interrupted demo or experiment resumes where it stopped.
+output already exists, so an interrupted demo or experiment resumes where it stopped; a training run killed midway
+resumes from its last checkpoint (``mredit fit --ckpt_path=last``).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -150,11 +152,20 @@ class TrainingMonitor(pl.Callback):
             json.dump({"step": trainer.global_step, "max_steps": trainer.max_steps, "loss": loss}, f)
         os.replace(tmp, self.progress_path)  # atomic: the parent never reads half a file
 
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch, batch_idx):
+    def _save_step(self, trainer: pl.Trainer) -> None:
         step = trainer.global_step
         if step in self.save_at_steps and step not in self._saved:  # once, even with gradient accumulation
             trainer.save_checkpoint(str(_step_checkpoint(Path(self.checkpoint_path), step)))
             self._saved.add(step)
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # a run resumed from a checkpoint taken at one of the steps, killed before it saved step<N>.ckpt
+        if not _step_checkpoint(Path(self.checkpoint_path), trainer.global_step).exists():
+            self._save_step(trainer)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch, batch_idx):
+        self._save_step(trainer)
+        step = trainer.global_step
         if step % self.every_n_steps == 0 and trainer.is_global_zero:
             loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
             self._write(trainer, float(loss) if loss is not None else None)
@@ -199,17 +210,33 @@ def is_trained(spec: TrainSpec, command: list[str]) -> bool:
     )
 
 
+def resume_checkpoint(spec: TrainSpec) -> Path:
+    """Where the configs' ``ModelCheckpoint(save_last=True)`` keeps a run's latest state (``mredit fit`` puts
+    ``checkpoints/`` under ``default_root_dir``)."""
+    return spec.out_dir / "checkpoints" / "last.ckpt"
+
+
 def training_job(spec: TrainSpec, train_shards: str | os.PathLike) -> Job | None:
-    """The job that trains ``spec`` (``None`` when it is already trained with the same command and configs)."""
+    """The job that trains ``spec`` (``None`` when it is already trained with the same command and configs).
+
+    A run that was started with this very command and config files and stopped before its end (killed, or its
+    machine went away) resumes from its last checkpoint; any other run's checkpoints are deleted first, so that
+    they cannot be resumed by mistake.
+    """
     command = train_command(spec, train_shards)
     if is_trained(spec, command):
         return None
     spec.out_dir.mkdir(parents=True, exist_ok=True)
     checkpoint_path(spec).unlink(missing_ok=True)  # a stale model must not survive a failed re-run
-    (spec.out_dir / "command.json").write_text(json.dumps(run_record(spec, command)))
-    return Job(
-        f"train {spec.name}", command, spec.out_dir / "train.log", spec.out_dir / "progress.json", spec.max_steps
-    )
+    recorded = spec.out_dir / "command.json"
+    same_run = recorded.exists() and json.loads(recorded.read_text()) == run_record(spec, command)
+    argv = command
+    if same_run and resume_checkpoint(spec).exists():
+        argv = [*command, "--ckpt_path=last"]
+    else:
+        shutil.rmtree(resume_checkpoint(spec).parent, ignore_errors=True)
+        recorded.write_text(json.dumps(run_record(spec, command)))
+    return Job(f"train {spec.name}", argv, spec.out_dir / "train.log", spec.out_dir / "progress.json", spec.max_steps)
 
 
 def train_command(spec: TrainSpec, train_shards: str | os.PathLike) -> list[str]:
@@ -361,7 +388,7 @@ def run_jobs(jobs: Sequence[Job], max_parallel: int = 2, poll_s: float = 1.0) ->
             while pending and len(running) < max_parallel:
                 job = pending.pop(0)
                 job.log_path.parent.mkdir(parents=True, exist_ok=True)
-                log = open(job.log_path, "w")  # closed when the process ends
+                log = open(job.log_path, "a")  # closed when the process ends
                 running.append(
                     (job, subprocess.Popen(job.argv, stdout=log, stderr=subprocess.STDOUT, env=child_env()), log)
                 )

@@ -69,3 +69,16 @@ def test_training_monitor_saves_the_requested_steps(tmp_path):
     make_trainer(tmp_path, max_steps=3, callbacks=[monitor]).fit(make_module(), loader(4))
     assert sorted(p.name for p in tmp_path.glob("*.ckpt")) == ["final.ckpt", "step1.ckpt", "step2.ckpt"]
     assert json.loads((tmp_path / "progress.json").read_text())["step"] == 3
+
+
+def test_training_monitor_saves_a_missed_step_on_resume(tmp_path):
+    """Killed after ModelCheckpoint saved step 2 but before step2.ckpt was written: the resumed run writes it."""
+    final = tmp_path / "final.ckpt"
+    first = make_trainer(tmp_path, max_steps=2)
+    first.fit(make_module(), loader(4))
+    last = tmp_path / "last.ckpt"
+    first.save_checkpoint(last)
+    monitor = TrainingMonitor(str(tmp_path / "progress.json"), str(final), save_at_steps=[2])
+    make_trainer(tmp_path, max_steps=3, callbacks=[monitor]).fit(make_module(), loader(4), ckpt_path=last)
+    assert torch.load(tmp_path / "step2.ckpt", weights_only=False)["global_step"] == 2
+    assert torch.load(final, weights_only=False)["global_step"] == 3
