@@ -3,12 +3,14 @@
 A pretrained source is a Stable Diffusion 1.5-layout folder (or hub id) with ``unet/``, ``vae/``,
 ``text_encoder/``, ``tokenizer/`` and ``scheduler/``. Tiny components are built from config dicts with random
 weights (the seed is set by the caller, e.g. LightningCLI's ``seed_everything``), with an offline
-character-level ``CLIPTokenizer`` built here and, by default, the invertible ``PixelShuffleAutoencoder``.
+``CLIPTokenizer`` (``tiny_tokenizer.py``: character level, or the given words as single tokens) and, by default,
+the invertible ``PixelShuffleAutoencoder``.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,9 +20,9 @@ from torch import nn
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 from mredit.models.pixel_autoencoder import PixelShuffleAutoencoder
+from mredit.models.tiny_tokenizer import build_tiny_tokenizer
 
 SUBFOLDERS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
-BOS_TOKEN, EOS_TOKEN = "<|startoftext|>", "<|endoftext|>"
 VAE_CLASSES: dict[str, type] = {"AutoencoderKL": AutoencoderKL, "PixelShuffleAutoencoder": PixelShuffleAutoencoder}
 
 # the defaults of the tiny CPU model (about 1.7M UNet parameters; see docs/training.md)
@@ -58,30 +60,6 @@ class Components:
     scheduler: DDPMScheduler
 
 
-def _bytes_to_unicode() -> dict[int, str]:
-    """GPT-2/CLIP byte-level alphabet: every byte maps to a printable unicode character."""
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
-    printable += list(range(ord("®"), ord("ÿ") + 1))
-    chars, extra = list(printable), 0
-    for byte in range(256):
-        if byte not in printable:
-            printable.append(byte)
-            chars.append(256 + extra)
-            extra += 1
-    return dict(zip(printable, map(chr, chars)))
-
-
-def build_tiny_tokenizer(model_max_length: int = 77) -> CLIPTokenizer:
-    """A character-level CLIP tokenizer (no merges): every byte and every byte ending a word, plus BOS/EOS.
-
-    Deterministic and offline; 514 ids, BOS = 512 and EOS = pad = 513 (``tiny_text_encoder_config`` matches).
-    """
-    alphabet = list(_bytes_to_unicode().values())
-    tokens = alphabet + [c + "</w>" for c in alphabet] + [BOS_TOKEN, EOS_TOKEN]
-    vocab = {token: index for index, token in enumerate(tokens)}
-    return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=model_max_length)
-
-
 def tiny_text_encoder_config(tokenizer: CLIPTokenizer, overrides: dict[str, Any] | None = None) -> CLIPTextConfig:
     values = {**TINY_TEXT_ENCODER, **(overrides or {})}
     values.update(
@@ -100,13 +78,15 @@ def build_tiny_components(
     vae_config: dict[str, Any] | None = None,
     scheduler_config: dict[str, Any] | None = None,
     tokenizer_max_length: int = 77,
+    tokenizer_words: Sequence[str] = (),
 ) -> Components:
-    """Randomly initialised components; the dicts override the ``TINY_*`` defaults key by key.
+    """Randomly initialised components; the dicts override the ``TINY_*`` defaults key by key; each of
+    ``tokenizer_words`` is one token of the tokenizer (none: character level).
 
     The UNet gets ``in_channels = 2 * latent_channels`` (InstructPix2Pix layout) and ``out_channels =
     latent_channels`` unless the dict says otherwise; ``cross_attention_dim`` follows the text encoder width.
     """
-    tokenizer = build_tiny_tokenizer(tokenizer_max_length)
+    tokenizer = build_tiny_tokenizer(tokenizer_max_length, tokenizer_words)
     text_encoder = CLIPTextModel(tiny_text_encoder_config(tokenizer, text_encoder_config))
     vae_values = dict(vae_config or {})
     vae_class_name = vae_values.pop("_class_name", TINY_VAE["_class_name"])

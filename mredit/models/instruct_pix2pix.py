@@ -22,6 +22,7 @@ from mredit.models.components import Components, build_tiny_components, load_pre
 from mredit.models.ema import EMAMixin
 from mredit.models.objective import diffusion_objective, edit_region_balanced_mse
 from mredit.models.reward_mixin import RewardConditionedMixin
+from mredit.models.tiny_tokenizer import TinyTokenizer, tokenizer_words
 from mredit.training.nan_guard import NonFiniteLossPolicy, guard_loss
 
 PRECISION_DTYPES = {"bf16-mixed": torch.bfloat16, "bf16-true": torch.bfloat16, "16-mixed": torch.float16}
@@ -50,6 +51,8 @@ class InstructPix2PixModule(EMAMixin, RewardConditionedMixin, pl.LightningModule
     pretrained_path: diffusers SD-layout folder or hub id (``$VAR`` expanded); None: tiny random components.
     unet_config, text_encoder_config, vae_config, scheduler_config: tiny components (override the defaults of
         ``mredit.models.components``); ``scheduler_config`` also overrides a pretrained scheduler's config.
+    tiny_tokenizer: the tiny text encoder's tokenizer: ``characters`` spells every word out; ``synth_words`` makes
+        each word of the synthetic world's instructions and feedback one token (``mredit.synth.vocabulary``).
     conditioning_dropout: InstructPix2Pix dropout p: per sample, text only / text and image / image only are
         dropped with probability p each.
     edit_residual: diffuse the edit (target latents minus source latents) instead of the target; the pipeline
@@ -75,6 +78,7 @@ class InstructPix2PixModule(EMAMixin, RewardConditionedMixin, pl.LightningModule
         text_encoder_config: dict[str, Any] | None = None,
         vae_config: dict[str, Any] | None = None,
         scheduler_config: dict[str, Any] | None = None,
+        tiny_tokenizer: TinyTokenizer = "characters",
         conditioning_dropout: float = 0.05,
         edit_residual: bool = False,
         train_text_encoder: bool = False,
@@ -99,9 +103,14 @@ class InstructPix2PixModule(EMAMixin, RewardConditionedMixin, pl.LightningModule
             raise ValueError(f"conditioning_dropout must be in [0, 1/3], got {conditioning_dropout}")
         self.save_hyperparameters()
         if pretrained_path:
+            if tiny_tokenizer != "characters":
+                raise ValueError(f"tiny_tokenizer={tiny_tokenizer!r} is for tiny components: {pretrained_path} has one")
             components = load_pretrained_components(pretrained_path, scheduler_config)
         else:
-            components = build_tiny_components(unet_config, text_encoder_config, vae_config, scheduler_config)
+            words = tokenizer_words(tiny_tokenizer)
+            components = build_tiny_components(
+                unet_config, text_encoder_config, vae_config, scheduler_config, tokenizer_words=words
+            )
         self._adopt(components)
         self.init_reward_conditioning()
         self.configure_ema(ema_decay, ema_warmup, enabled=use_ema)

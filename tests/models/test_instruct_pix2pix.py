@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 from diffusers import DDPMScheduler, UNet2DConditionModel
-from models_helpers import SMALLEST_TEXT, SMALLEST_UNET, make_batch, make_module
+from models_helpers import SMALLEST_TEXT, SMALLEST_UNET, loader, make_batch, make_module, make_trainer
 
 from mredit.models.components import TINY_UNET, build_tiny_components, resolve_pretrained_path
 from mredit.models.instruct_pix2pix import InstructPix2PixModule, widen_conv_in
@@ -206,3 +206,25 @@ def test_train_text_encoder_refuses_precomputed_embeddings():
     batch["instruction_embeds"] = module.encode_instructions(batch["instruction"]).detach()
     with pytest.raises(ValueError, match="train_text_encoder"):
         module.diffusion_loss(batch)
+
+
+def test_synth_words_tokenizer_trains_and_survives_a_checkpoint(tmp_path):
+    module = make_module(tiny_tokenizer="synth_words", train_text_encoder=True)
+    tokens = module.tokenizer.tokenize("make the red square blue")
+    assert tokens == ["make</w>", "the</w>", "red</w>", "square</w>", "blue</w>"]
+    assert module.text_encoder.config.vocab_size == len(module.tokenizer) > 514
+    module.train()
+    module.diffusion_loss(make_batch(2)).backward()
+    assert module.text_encoder.get_input_embeddings().weight.grad.abs().sum() > 0
+    trainer = make_trainer(tmp_path, max_steps=1)
+    trainer.fit(module, loader(1))
+    path = tmp_path / "words.ckpt"
+    trainer.save_checkpoint(path)
+    reloaded = InstructPix2PixModule.load_from_checkpoint(path)  # rebuilt from the hyperparameters
+    assert reloaded.tokenizer.tokenize("make the red square blue") == tokens
+
+
+def test_tiny_tokenizer_is_refused_with_pretrained_components(tmp_path):
+    _save_components(tmp_path, text_to_image=False)
+    with pytest.raises(ValueError, match="tiny_tokenizer='synth_words' is for tiny components"):
+        InstructPix2PixModule(pretrained_path=str(tmp_path), tiny_tokenizer="synth_words")
