@@ -301,3 +301,35 @@ def test_run_jobs_marks_only_succeeded_jobs_done(tmp_path):
     with pytest.raises(RuntimeError, match=r"(?s)bad failed .*boom"):
         workflow.run_jobs([failing], poll_s=0.05)
     assert done == []
+
+
+def _trained_arm_commands():
+    """One ``mredit fit`` command per distinct trained arm of the shipped experiments (seed 0)."""
+    commands = {}
+    for path in sorted((REPO / "experiments").glob("*/config.yaml")):
+        experiment = load_experiment(path)
+        for arm in experiment.arms:
+            if arm.reuse:
+                continue
+            spec = workflow.TrainSpec(
+                name=arm.name,
+                configs=arm.configs,
+                out_dir=Path("runs/parse-check"),
+                reward=arm.reward,
+                overrides=arm.overrides,
+                **experiment.train_settings(arm),
+            )
+            command = workflow.train_command(spec, "data/train")
+            commands.setdefault(json.dumps(command[3:]), f"{path.parent.name}/{arm.name}")
+    return [pytest.param(json.loads(argv), id=name) for argv, name in commands.items()]
+
+
+@pytest.mark.parametrize("argv", _trained_arm_commands())
+def test_shipped_arms_parse_as_mredit_fit_commands(argv, capsys):
+    """Overrides and reward options are raw CLI text in the configs: LightningCLI must accept them."""
+    from mredit.training.cli import run_lightning_cli
+
+    assert argv[0] == "fit"
+    with pytest.raises(SystemExit) as exit_info:
+        run_lightning_cli([*argv, "--print_config"])
+    assert exit_info.value.code in (0, None), capsys.readouterr().err[-2000:]
