@@ -21,7 +21,7 @@ def demo_out(tmp_path_factory):
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=240,
+        timeout=600,  # about 90 s on 2 idle cores; generous for a loaded CI machine
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return out, result.stdout, time.time() - start
