@@ -252,9 +252,13 @@ def run_experiment(
     out_dir: str | os.PathLike,
     results_dir: str | os.PathLike | None = None,
     log=print,
+    final_only: bool = False,
 ) -> dict[str, Any]:
     """Train, edit and evaluate every (arm, seed), then aggregate into ``<results_dir>/results.json`` and the
-    results block of ``<results_dir>/README.md`` (``results_dir`` defaults to the experiment's directory)."""
+    results block of ``<results_dir>/README.md`` (``results_dir`` defaults to the experiment's directory).
+
+    ``final_only``: edit and judge only the final models, no learning curve; the runs still save their
+    ``checkpoint_steps``, so a later run without it adds the curve without retraining."""
     out_dir = Path(out_dir)
     arms = {arm.name: arm for arm in experiment.arms}
     train_jobs, runs = [], []
@@ -281,7 +285,7 @@ def run_experiment(
             points = [(spec.max_steps, True, workflow.checkpoint_path(spec), run_dir)]  # the final model, the curve
             points += [
                 (step, False, workflow.step_checkpoint_path(spec, step), run_dir / "curve" / f"step{step}")
-                for step in sorted(spec.checkpoint_steps)
+                for step in ([] if final_only else sorted(spec.checkpoint_steps))
             ]
             edit = experiment.edit_spec(arm)
             for step, final, ckpt, point_dir in points:
@@ -363,6 +367,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--num-test", type=int, help="override the number of test edits")
     parser.add_argument("--edit-steps", type=int, help="override the sampling steps")
     parser.add_argument("--parallel", type=int, help="runs side by side (one thread each)")
+    parser.add_argument(
+        "--final-only",
+        action="store_true",
+        help="edit and judge only the final models (checkpoint_steps are still saved; a later run adds the curve)",
+    )
     args = parser.parse_args(argv)
     try:
         experiment = load_experiment(args.experiment)
@@ -383,7 +392,8 @@ def main(argv: list[str] | None = None) -> int:
                 getattr(experiment, section)[key] = value
                 for arm in experiment.arms:
                     getattr(arm, section).pop(key, None)
-        run_experiment(experiment, args.out or Path("runs/experiments") / experiment.name, args.results_dir)
+        out = args.out or Path("runs/experiments") / experiment.name
+        run_experiment(experiment, out, args.results_dir, final_only=args.final_only)
     except (FileNotFoundError, ValueError, RuntimeError) as e:
         print(f"mredit.experiments: error: {e}", file=sys.stderr)
         return 1

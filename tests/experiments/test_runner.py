@@ -182,6 +182,19 @@ def test_checkpoint_steps_add_a_learning_curve(tmp_path, monkeypatch):
     assert fake.jobs[4:] == [] and fake.edits == []  # cached, curve included
 
 
+def test_final_only_skips_the_curve_until_a_later_run(tmp_path, monkeypatch):
+    fake = FakeWorkflow(monkeypatch)
+    exp = _write_experiment(tmp_path / "exp", train={"max_steps": 4, "batch_size": 4, "checkpoint_steps": [2]})
+    payload = run_experiment(load_experiment(exp), tmp_path / "work", log=lambda *_: None, final_only=True)
+    assert len(fake.jobs) == 4 and len(fake.edits) == 6 and "curve" not in payload
+    assert all("/curve/" not in e["--out-dir"] for e in fake.edits)
+    assert "Learning curve" not in (exp / "README.md").read_text()
+    fake.edits.clear()
+    payload = run_experiment(load_experiment(exp), tmp_path / "work", log=lambda *_: None)
+    assert len(fake.jobs) == 4 and len(fake.edits) == 6  # no retraining; only the curve points are new
+    assert all("/curve/step2/" in e["--out-dir"] for e in fake.edits) and sorted(payload["curve"]) == [2, 4]
+
+
 def test_checkpoint_steps_must_lie_inside_the_run(tmp_path):
     with pytest.raises(ValueError, match="checkpoint_steps"):
         load_experiment(_write_experiment(tmp_path, train={"max_steps": 4, "checkpoint_steps": [4]}))
