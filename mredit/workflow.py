@@ -200,14 +200,15 @@ def run_record(spec: TrainSpec, command: list[str]) -> dict[str, Any]:
     return {"command": command, "config_sha256": configs}
 
 
+def _started_as(spec: TrainSpec, command: list[str]) -> bool:
+    """True when the run in ``spec.out_dir`` was started with this very command line and config files."""
+    recorded = spec.out_dir / "command.json"
+    return recorded.exists() and json.loads(recorded.read_text()) == run_record(spec, command)
+
+
 def is_trained(spec: TrainSpec, command: list[str]) -> bool:
     """True when the run's final checkpoint exists and came from this very command line and config files."""
-    recorded = spec.out_dir / "command.json"
-    return (
-        checkpoint_path(spec).exists()
-        and recorded.exists()
-        and json.loads(recorded.read_text()) == run_record(spec, command)
-    )
+    return checkpoint_path(spec).exists() and _started_as(spec, command)
 
 
 def resume_checkpoint(spec: TrainSpec) -> Path:
@@ -228,14 +229,12 @@ def training_job(spec: TrainSpec, train_shards: str | os.PathLike) -> Job | None
         return None
     spec.out_dir.mkdir(parents=True, exist_ok=True)
     checkpoint_path(spec).unlink(missing_ok=True)  # a stale model must not survive a failed re-run
-    recorded = spec.out_dir / "command.json"
-    same_run = recorded.exists() and json.loads(recorded.read_text()) == run_record(spec, command)
     argv = command
-    if same_run and resume_checkpoint(spec).exists():
+    if _started_as(spec, command) and resume_checkpoint(spec).exists():
         argv = [*command, "--ckpt_path=last"]
     else:
         shutil.rmtree(resume_checkpoint(spec).parent, ignore_errors=True)
-        recorded.write_text(json.dumps(run_record(spec, command)))
+        (spec.out_dir / "command.json").write_text(json.dumps(run_record(spec, command)))
     return Job(f"train {spec.name}", argv, spec.out_dir / "train.log", spec.out_dir / "progress.json", spec.max_steps)
 
 
