@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from mredit import workflow
+from mredit import jobs, workflow
 from mredit.reports import format_category_table, format_overall_table, save_comparison_grid, save_metric_bars
 from mredit.schema import PERSPECTIVES
 from mredit.workflow import DataSpec, EditSpec, TrainSpec
@@ -93,7 +93,7 @@ def run_demo(
     train_jobs = [job for spec in specs.values() if (job := workflow.training_job(spec, data.train))]
     if train_jobs:
         print(f"training {len(train_jobs)} model(s), {steps} steps at batch {batch_size}, side by side", flush=True)
-        workflow.run_jobs(train_jobs, max_parallel=parallel)
+        jobs.run_jobs(train_jobs, max_parallel=parallel)
     timings["training"] = time.time() - start - sum(timings.values())
     # (edits dir, model, rewards): the reward model is also run at the worst rewards, which should undo its edits
     editions = [("baseline", "baseline", BEST), ("reward", "reward", BEST), (LOW_REWARD_RUN, "reward", WORST)]
@@ -106,7 +106,7 @@ def run_demo(
     if edit_jobs:
         names = ", ".join(job.name.removeprefix("edit ") for job in edit_jobs)
         print(f"editing the {num_test} test images, {parallel} models at a time: {names}", flush=True)
-        workflow.run_jobs(edit_jobs, max_parallel=parallel)
+        jobs.run_jobs(edit_jobs, max_parallel=parallel)
     timings["editing"] = time.time() - start - sum(timings.values())
     print("judging the edits with the oracle", flush=True)
     evaluations = {

@@ -36,7 +36,7 @@ from typing import Any, NamedTuple
 
 import yaml
 
-from mredit import workflow
+from mredit import jobs, workflow
 from mredit.reports import format_aggregate_table, replace_between_markers
 from mredit.schema import PERSPECTIVES
 from mredit.stats import mean_confidence_interval
@@ -292,7 +292,7 @@ def run_experiment(
                 runs.append(Run(arm.name, seed, step, final, ckpt, point_dir, data.test, edit, data_spec.resolution))
     if train_jobs:
         log(f"training {len(train_jobs)} run(s), {experiment.parallel} at a time")
-        workflow.run_jobs(train_jobs, max_parallel=experiment.parallel)
+        jobs.run_jobs(train_jobs, max_parallel=experiment.parallel)
     edit_jobs = [
         workflow.edit_job(
             f"{run.arm}/seed{run.seed}" + ("" if run.final else f"@{run.step}"),
@@ -307,7 +307,7 @@ def run_experiment(
     ]
     if edit_jobs:
         log(f"editing the test set with {len(edit_jobs)} model(s), {experiment.parallel} at a time")
-        workflow.run_jobs(edit_jobs, max_parallel=experiment.parallel)
+        jobs.run_jobs(edit_jobs, max_parallel=experiment.parallel)
     results: dict[str, dict[int, dict[str, Any]]] = {arm.name: {} for arm in experiment.arms}
     by_step: dict[int, dict[str, dict[int, dict[str, Any]]]] = {}
     for run in runs:

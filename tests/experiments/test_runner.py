@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mredit import experiments, workflow
+from mredit import experiments, jobs, workflow
 from mredit.experiments import aggregate, load_experiment, run_experiment
 
 REPO = Path(__file__).resolve().parents[2]
@@ -83,7 +83,7 @@ class FakeWorkflow:
     def __init__(self, monkeypatch):
         self.data_specs, self.jobs, self.edits, self.evaluated = [], [], [], []
         monkeypatch.setattr(workflow, "prepare_data", self.prepare_data)
-        monkeypatch.setattr(workflow, "run_jobs", self.run_jobs)
+        monkeypatch.setattr(jobs, "run_jobs", self.run_jobs)
         monkeypatch.setattr(workflow, "run_tool", self.run_tool)
         monkeypatch.setattr(workflow, "evaluate", self.evaluate)
 
@@ -296,23 +296,23 @@ def test_edit_arguments_follow_the_edit_cli():
 def test_run_jobs_marks_only_succeeded_jobs_done(tmp_path):
     done = []
     ok = [
-        workflow.Job(
+        jobs.Job(
             f"ok{i}", [sys.executable, "-c", "pass"], tmp_path / f"ok{i}.log", on_success=lambda i=i: done.append(i)
         )
         for i in range(3)
     ]
-    workflow.run_jobs(ok, max_parallel=2, poll_s=0.05)
+    jobs.run_jobs(ok, max_parallel=2, poll_s=0.05)
     assert sorted(done) == [0, 1, 2]
 
     done.clear()
-    failing = workflow.Job(
+    failing = jobs.Job(
         "bad",
         [sys.executable, "-c", "raise SystemExit('boom')"],
         tmp_path / "bad.log",
         on_success=lambda: done.append("bad"),
     )
     with pytest.raises(RuntimeError, match=r"(?s)bad failed .*boom"):
-        workflow.run_jobs([failing], poll_s=0.05)
+        jobs.run_jobs([failing], poll_s=0.05)
     assert done == []
 
 
