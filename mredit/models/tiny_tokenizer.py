@@ -71,7 +71,7 @@ def build_tiny_tokenizer(model_max_length: int = 77, words: Sequence[str] = ()) 
     """
     alphabet = list(_bytes_to_unicode().values())
     tokens = alphabet + [c + END_OF_WORD for c in alphabet]
-    merges = learn_word_merges(words) if words else []
+    merges = learn_word_merges(words)
     known = set(tokens)
     for left, right in merges:
         if left + right not in known:
