@@ -29,6 +29,7 @@ import argparse
 import dataclasses
 import json
 import os
+import shlex
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +38,7 @@ from typing import Any, NamedTuple
 import yaml
 
 from mredit import jobs, workflow
-from mredit.reports import format_aggregate_table, replace_between_markers
+from mredit.reports import format_aggregate_table, format_experiment_results, replace_between_markers
 from mredit.schema import PERSPECTIVES
 from mredit.stats import mean_confidence_interval
 from mredit.workflow import DataSpec, EditSpec, TrainSpec
@@ -197,68 +198,20 @@ def per_category_means(runs: dict[str, dict[int, dict[str, Any]]]) -> dict[str, 
     return means
 
 
-def per_category_table(means: dict[str, Any], perspective: str = "following") -> str:
-    """Yes-rate % per category (rows) and arm (columns), mean over seeds."""
-    arms = [arm for arm in means if means[arm]]
-    categories = sorted({c for arm in arms for c in means[arm]})
-    lines = ["| category | " + " | ".join(arms) + " |", "|---|" + "---|" * len(arms)]
-    for c in categories:
-        cells = [f"{100 * means[a][c][perspective]['yes_rate']:.1f}" if c in means[a] else "-" for a in arms]
-        lines.append(f"| {c} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def results_markdown(experiment: Experiment, summary: dict[str, Any], budget: dict[str, Any]) -> str:
-    lines = [
-        f"Budget: {json.dumps(budget, sort_keys=True)}. Cells: mean ± half-width of the 95% t-interval over seeds "
-        "(yes-rates in %, scores 0-5), judged by the oracle on the clean synthetic test set.",
-        "",
-        format_aggregate_table(summary["arms"]),
-    ]
-    if summary["differences"]:
-        lines += ["", f"Paired differences to `{experiment.reference}` (same seed):", ""]
-        lines.append(format_aggregate_table(summary["differences"]))
-    if any(summary.get("per_category", {}).values()):
-        for perspective in ("following", "preserving"):
-            lines += ["", f"{perspective.capitalize()} yes-rate % per category (mean over seeds):", ""]
-            lines.append(per_category_table(summary["per_category"], perspective))
-    if summary.get("curve"):
-        lines += ["", "Learning curve: following yes-rate % at each saved step (mean over seeds):", ""]
-        lines.append(curve_table(summary["curve"]))
-    return "\n".join(lines)
-
-
-def curve_table(curve: dict[int, dict[str, Any]], perspective: str = "following") -> str:
-    """One row per (step, arm): the overall yes-rate % of ``perspective`` and its yes-rate % per category.
-
-    A checkpoint saved during a run is not the model a shorter run would end with (the learning rate has not
-    decayed yet), but the EMA weights it holds show when each kind of edit starts to be learned."""
-    categories = sorted({c for point in curve.values() for arm in point["per_category"].values() for c in arm})
-    lines = [
-        "| step | arm | overall | " + " | ".join(categories) + " |",
-        "|---|---|---|" + "---|" * len(categories),
-    ]
-    for step, point in sorted(curve.items()):
-        for arm, metrics in point["arms"].items():
-            overall = metrics[perspective]["yes_rate"]["mean"]
-            cells = [point["per_category"][arm].get(c, {}).get(perspective, {}).get("yes_rate") for c in categories]
-            row = [f"{100 * v:.1f}" if v is not None else "-" for v in [overall, *cells]]
-            lines.append(f"| {step} | {arm} | " + " | ".join(row) + " |")
-    return "\n".join(lines)
-
-
 def run_experiment(
     experiment: Experiment,
     out_dir: str | os.PathLike,
     results_dir: str | os.PathLike | None = None,
     log=print,
     final_only: bool = False,
+    command: str | None = None,
 ) -> dict[str, Any]:
     """Train, edit and evaluate every (arm, seed), then aggregate into ``<results_dir>/results.json`` and the
     results block of ``<results_dir>/README.md`` (``results_dir`` defaults to the experiment's directory).
 
-    ``final_only``: edit and judge only the final models, no learning curve; the runs still save their
-    ``checkpoint_steps``, so a later run without it adds the curve without retraining."""
+    ``final_only``: edit and judge only the final models; the curve keeps the steps an earlier run judged. The
+    runs still save their ``checkpoint_steps``, so a later run without it completes the curve without retraining.
+    ``command``: the command line, written into the README's results block."""
     out_dir = Path(out_dir)
     arms = {arm.name: arm for arm in experiment.arms}
     train_jobs, runs = [], []
@@ -285,7 +238,8 @@ def run_experiment(
             points = [(spec.max_steps, True, workflow.checkpoint_path(spec), run_dir)]  # the final model, the curve
             points += [
                 (step, False, workflow.step_checkpoint_path(spec, step), run_dir / "curve" / f"step{step}")
-                for step in ([] if final_only else sorted(spec.checkpoint_steps))
+                for step in sorted(spec.checkpoint_steps)
+                if not final_only or (run_dir / "curve" / f"step{step}" / "eval" / "results.json").exists()
             ]
             edit = experiment.edit_spec(arm)
             for step, final, ckpt, point_dir in points:
@@ -339,7 +293,8 @@ def run_experiment(
     (results_dir / "results.json").write_text(json.dumps(payload, indent=1))
     readme = results_dir / "README.md"
     text = readme.read_text() if readme.exists() else f"# {experiment.name}\n"
-    readme.write_text(replace_between_markers(text, results_markdown(experiment, summary, budget)))
+    block = format_experiment_results(summary, budget, experiment.reference, command)
+    readme.write_text(replace_between_markers(text, block))
     log(format_aggregate_table(summary["arms"]))
     return payload
 
@@ -393,7 +348,8 @@ def main(argv: list[str] | None = None) -> int:
                 for arm in experiment.arms:
                     getattr(arm, section).pop(key, None)
         out = args.out or Path("runs/experiments") / experiment.name
-        run_experiment(experiment, out, args.results_dir, final_only=args.final_only)
+        command = shlex.join(["python", "-m", "mredit.experiments", *(sys.argv[1:] if argv is None else argv)])
+        run_experiment(experiment, out, args.results_dir, final_only=args.final_only, command=command)
     except (FileNotFoundError, ValueError, RuntimeError) as e:
         print(f"mredit.experiments: error: {e}", file=sys.stderr)
         return 1

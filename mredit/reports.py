@@ -7,6 +7,7 @@ the CI and ``n`` keys being optional. Arms (``baseline``, ``reward``, ...) map t
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -163,3 +164,58 @@ def replace_between_markers(text: str, block: str, name: str = "results") -> str
     if start in text and end in text and text.index(start) < text.index(end):
         return text[: text.index(start)] + fenced + text[text.index(end) + len(end) :]
     return text.rstrip("\n") + "\n\n" + fenced + "\n"
+
+
+def format_category_means_table(means: Mapping[str, Mapping[str, Any]], perspective: str = "following") -> str:
+    """``means[arm][category][perspective]["yes_rate"]`` -> yes-rate % per category (rows) and arm (columns)."""
+    arms = [arm for arm in means if means[arm]]
+    categories = sorted({c for arm in arms for c in means[arm]})
+    lines = ["| category | " + " | ".join(arms) + " |", "|---|" + "---|" * len(arms)]
+    for c in categories:
+        cells = [f"{100 * means[a][c][perspective]['yes_rate']:.1f}" if c in means[a] else "-" for a in arms]
+        lines.append(f"| {c} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def format_curve_table(curve: Mapping[int, Mapping[str, Any]], perspective: str = "following") -> str:
+    """One row per (step, arm): the overall yes-rate % of ``perspective`` and its yes-rate % per category.
+
+    A checkpoint saved during a run is not the model a shorter run would end with (the learning rate has not
+    decayed yet), but the EMA weights it holds show when each kind of edit starts to be learned."""
+    categories = sorted({c for point in curve.values() for arm in point["per_category"].values() for c in arm})
+    lines = [
+        "| step | arm | overall | " + " | ".join(categories) + " |",
+        "|---|---|---|" + "---|" * len(categories),
+    ]
+    for step, point in sorted(curve.items()):
+        for arm, metrics in point["arms"].items():
+            overall = metrics[perspective]["yes_rate"]["mean"]
+            cells = [point["per_category"][arm].get(c, {}).get(perspective, {}).get("yes_rate") for c in categories]
+            row = [f"{100 * v:.1f}" if v is not None else "-" for v in [overall, *cells]]
+            lines.append(f"| {step} | {arm} | " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def format_experiment_results(
+    summary: Mapping[str, Any], budget: Mapping[str, Any], reference: str | None, command: str | None = None
+) -> str:
+    """The generated results block of an experiment's README: how it was made, the aggregate table, the paired
+    differences, the per-category means and the learning curve (``mredit.experiments.aggregate``'s summary)."""
+    lines = [f"Made by `{command}`.", ""] if command else []
+    lines += [
+        f"Budget: {json.dumps(budget, sort_keys=True)}. Cells: mean ± half-width of the 95% t-interval over seeds "
+        "(yes-rates in %, scores 0-5), judged by the oracle on the clean synthetic test set.",
+        "",
+        format_aggregate_table(summary["arms"]),
+    ]
+    if summary.get("differences"):
+        lines += ["", f"Paired differences to `{reference}` (same seed):", ""]
+        lines.append(format_aggregate_table(summary["differences"]))
+    if any(summary.get("per_category", {}).values()):
+        for perspective in ("following", "preserving"):
+            lines += ["", f"{perspective.capitalize()} yes-rate % per category (mean over seeds):", ""]
+            lines.append(format_category_means_table(summary["per_category"], perspective))
+    if summary.get("curve"):
+        lines += ["", "Learning curve: following yes-rate % at each saved step (mean over seeds):", ""]
+        lines.append(format_curve_table(summary["curve"]))
+    return "\n".join(lines)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mredit import experiments, jobs, workflow
+from mredit import experiments, jobs, reports, workflow
 from mredit.experiments import aggregate, load_experiment, run_experiment
 
 REPO = Path(__file__).resolve().parents[2]
@@ -46,7 +46,7 @@ def test_per_category_means_over_seeds():
     means = aggregate(runs, reference="baseline")["per_category"]
     assert means["reward"]["local"]["following"]["yes_rate"] == pytest.approx(0.3)
     assert means["baseline"]["background"]["preserving"]["score"] == pytest.approx(3.0)
-    table = experiments.per_category_table(means).splitlines()
+    table = reports.format_category_means_table(means).splitlines()
     assert table[0] == "| category | baseline | reward |"
     assert table[2:] == ["| background | 60.0 | 90.0 |", "| local | 5.0 | 30.0 |"]
 
@@ -193,6 +193,20 @@ def test_final_only_skips_the_curve_until_a_later_run(tmp_path, monkeypatch):
     payload = run_experiment(load_experiment(exp), tmp_path / "work", log=lambda *_: None)
     assert len(fake.jobs) == 4 and len(fake.edits) == 6  # no retraining; only the curve points are new
     assert all("/curve/step2/" in e["--out-dir"] for e in fake.edits) and sorted(payload["curve"]) == [2, 4]
+    fake.edits.clear()
+    payload = run_experiment(load_experiment(exp), tmp_path / "work", log=lambda *_: None, final_only=True)
+    assert fake.edits == [] and sorted(payload["curve"]) == [2, 4]  # judged curve points are kept
+    assert "Learning curve" in (exp / "README.md").read_text()
+
+
+def test_the_results_block_names_the_command_that_made_it(tmp_path, monkeypatch):
+    FakeWorkflow(monkeypatch)
+    exp = _write_experiment(tmp_path / "exp")
+    argv = [str(exp), "--out", str(tmp_path / "work"), "--seeds", "1"]
+    assert experiments.main(argv) == 0
+    readme = (exp / "README.md").read_text()
+    assert f"Made by `python -m mredit.experiments {exp} --out {tmp_path / 'work'} --seeds 1`." in readme
+    assert '"seeds": [1]' in readme
 
 
 def test_checkpoint_steps_must_lie_inside_the_run(tmp_path):
@@ -210,7 +224,7 @@ def test_curve_table_rows_per_step_and_arm():
         100: aggregate({"baseline": {0: result(0.1, 0.0)}, "reward": {0: result(0.2, 0.05)}}),
         200: aggregate({"baseline": {0: result(0.3, 0.1)}, "reward": {0: result(0.4, 0.25)}}),
     }
-    assert experiments.curve_table(curve).splitlines() == [
+    assert reports.format_curve_table(curve).splitlines() == [
         "| step | arm | overall | local |",
         "|---|---|---|---|",
         "| 100 | baseline | 10.0 | 0.0 |",
