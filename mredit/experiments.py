@@ -41,6 +41,7 @@ from mredit import jobs, workflow
 from mredit.reports import format_aggregate_table, format_experiment_results, replace_between_markers
 from mredit.schema import PERSPECTIVES
 from mredit.stats import mean_confidence_interval
+from mredit.synth.generate import check_categories
 from mredit.workflow import DataSpec, EditSpec, TrainSpec
 
 METRICS = ("yes_rate", "score")
@@ -90,7 +91,8 @@ class Experiment:
 
     def data_spec(self, arm: Arm, seed: int) -> DataSpec:
         spec = _build(DataSpec, {**self.data, **arm.data}, f"{arm.name}.data")
-        return dataclasses.replace(spec, seed=spec.seed + seed)
+        categories = None if spec.categories is None else tuple(check_categories(spec.categories))
+        return dataclasses.replace(spec, seed=spec.seed + seed, categories=categories)
 
     def edit_spec(self, arm: Arm) -> EditSpec:
         spec = _build(EditSpec, {**self.edit, **arm.edit}, f"{arm.name}.edit")
@@ -220,6 +222,8 @@ def run_experiment(
             trained = arms[arm.reuse] if arm.reuse else arm  # the arm whose model this arm edits with
             data_spec = experiment.data_spec(trained, seed)
             data_name = f"n{data_spec.num_train}_r{data_spec.resolution}_c{data_spec.corrupt_rate:g}_s{data_spec.seed}"
+            if data_spec.categories:
+                data_name += "_" + "-".join(data_spec.categories)
             data = workflow.prepare_data(out_dir / "data" / data_name, data_spec, log=log)
             spec = TrainSpec(
                 name=f"{trained.name}/seed{seed}",
@@ -282,6 +286,8 @@ def run_experiment(
         **dataclasses.asdict(experiment.data_spec(first, 0)),
     }
     budget.pop("seed")
+    if budget["categories"] is None:
+        budget.pop("categories")
     payload = {
         "experiment": experiment.name,
         "budget": budget,

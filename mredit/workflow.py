@@ -39,6 +39,7 @@ class DataSpec:
     corrupt_rate: float = 0.5
     seed: int = 0
     shard_size: int = 1000
+    categories: tuple[str, ...] | None = None  # a subset of the seven kinds of edit, for both splits; None: all
 
 
 @dataclass
@@ -110,15 +111,20 @@ def prepare_data(out_dir: str | os.PathLike, spec: DataSpec, log=print) -> DataP
     out_dir = Path(out_dir)
     paths = DataPaths(train=out_dir / "train", test=out_dir / "test")
     settings = asdict(spec)
+    if spec.categories is None:  # the caches made before the field existed stay valid
+        settings.pop("categories")
     if _done(out_dir, settings):
         log(f"data: reusing {out_dir}")
         return paths
     common = f"--resolution {spec.resolution} --seed {spec.seed} --shard-size {spec.shard_size}".split()
+    if spec.categories is not None:
+        common += ["--categories", *spec.categories]
     raw, annotations, logs = out_dir / "train_raw", out_dir / "annotations", out_dir / "logs"
     log(f"data: synthesising {spec.num_train} training triplets ({spec.corrupt_rate:.0%} corrupted)")
     synth = ["data", "synth", "--split", "train", "--num", spec.num_train, "--corrupt-rate", spec.corrupt_rate]
     run_tool([*synth, "--out", raw, *common], logs / "synth_train.log")
-    log(f"data: synthesising {spec.num_test} clean test edits, balanced over the 7 categories")
+    kinds = f"the {len(spec.categories)} chosen" if spec.categories else "the 7"
+    log(f"data: synthesising {spec.num_test} clean test edits, balanced over {kinds} categories")
     run_tool(
         ["data", "synth", "--split", "test", "--num", spec.num_test, "--out", paths.test, *common],
         logs / "synth_test.log",

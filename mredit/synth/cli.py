@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from mredit.synth.edits import CATEGORIES
 from mredit.synth.generate import SPLITS, write_synth_shards
 
 
@@ -14,7 +15,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="write synthetic editing triplets (shapes world) as shards",
         description="Write procedurally generated editing triplets with exact answers as WebDataset shards. "
         "Train targets are flawed at --corrupt-rate; the test split is clean and balanced over the seven "
-        "categories. Annotate rewards with 'mredit judge annotate --judge oracle', or embed them with --with-rewards.",
+        "categories (or those of --categories). "
+        "Annotate rewards with 'mredit judge annotate --judge oracle', or embed them with --with-rewards.",
     )
     parser.add_argument("--out", required=True, help="output directory for the shards and manifest.json")
     parser.add_argument("--split", choices=tuple(SPLITS), default="train")
@@ -25,6 +27,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--shard-size", type=int, default=1000, help="samples per shard (default 1000)")
+    parser.add_argument(
+        "--categories",
+        nargs="+",
+        choices=CATEGORIES,
+        help="draw only these kinds of edit (default: all seven), e.g. --categories local remove add",
+    )
     parser.add_argument("--with-rewards", action="store_true", help="embed the oracle's scores as reward.json")
     parser.set_defaults(func=run)
 
@@ -43,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         shard_size=args.shard_size,
         with_rewards=args.with_rewards,
+        categories=args.categories,
     )
     summary = {
         "out": args.out,

@@ -2,14 +2,15 @@
 
 Sample ``i`` of a split depends only on (seed, split, i), so the same seed gives byte-identical shards
 whatever the shard size. The test split is clean and cycles through the seven categories; the train split
-draws categories uniformly and flaws targets per ``CorruptionConfig``.
+draws categories uniformly and flaws targets per ``CorruptionConfig``. ``categories`` restricts both splits to
+some of the seven (a curriculum, or a diagnostic of one kind of edit).
 """
 
 from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict
 from typing import Any
 
@@ -52,6 +53,16 @@ def draw_edit(rng: np.random.Generator, category: str, resolution: int) -> EditC
     raise RuntimeError(f"could not draw a visible {category} edit at {resolution} px")
 
 
+def check_categories(categories: Sequence[str] | None) -> tuple[str, ...]:
+    """``categories`` as a tuple in the canonical order; None means all seven."""
+    if categories is None:
+        return CATEGORIES
+    unknown = sorted(set(categories) - set(CATEGORIES))
+    if unknown or not categories:
+        raise ValueError(f"categories must be some of {', '.join(CATEGORIES)}, got {list(categories)}")
+    return tuple(c for c in CATEGORIES if c in categories)
+
+
 def make_sample(
     index: int,
     split: str = "train",
@@ -59,14 +70,16 @@ def make_sample(
     corruption: CorruptionConfig | None = None,
     seed: int = 0,
     oracle: OracleJudge | None = None,
+    categories: Sequence[str] | None = None,
 ) -> EditSample:
     """Sample ``index`` of a split: scene, edit, instruction, (flawed) target; rewards when ``oracle`` is given."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
     if resolution < 8:
         raise ValueError(f"resolution must be >= 8, got {resolution}")
+    allowed = check_categories(categories)
     rng = np.random.default_rng([seed, SPLITS[split], index])
-    category = CATEGORIES[index % len(CATEGORIES)] if split == "test" else pick(rng, CATEGORIES)
+    category = allowed[index % len(allowed)] if split == "test" else pick(rng, allowed)
     ctx = draw_edit(rng, category, resolution)
     instruction = instruction_for(ctx.scene, ctx.edit, rng)
     config = corruption or CorruptionConfig()
@@ -100,15 +113,17 @@ def generate_samples(
     corruption: CorruptionConfig | None = None,
     with_rewards: bool = False,
     start: int = 0,
+    categories: Sequence[str] | None = None,
 ) -> Iterator[EditSample]:
     """Samples ``start .. start+num-1`` of a split. ``corruption`` overrides ``corrupt_rate`` when given;
-    the test split is always clean. ``with_rewards`` embeds the oracle's scores."""
+    the test split is always clean. ``with_rewards`` embeds the oracle's scores. ``categories``: a subset of
+    the seven (default all)."""
     if num < 0:
         raise ValueError(f"num must be >= 0, got {num}")
     config = corruption or CorruptionConfig(rate=corrupt_rate)
     oracle = OracleJudge(resolution=resolution) if with_rewards else None
     for index in range(start, start + num):
-        yield make_sample(index, split, resolution, config, seed, oracle)
+        yield make_sample(index, split, resolution, config, seed, oracle, categories)
 
 
 def write_synth_shards(
@@ -121,6 +136,7 @@ def write_synth_shards(
     shard_size: int = 1000,
     with_rewards: bool = False,
     corruption: CorruptionConfig | None = None,
+    categories: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Write ``num`` samples as ``<out_dir>/<split>-000000.tar, ...`` plus ``manifest.json``; returns the manifest."""
     config = corruption or CorruptionConfig(rate=corrupt_rate)
@@ -133,6 +149,7 @@ def write_synth_shards(
         "corrupt_rate": rate,
         "corruption": asdict(config) if split == "train" else None,
         "with_rewards": with_rewards,
+        "categories": list(check_categories(categories)),
     }
     kinds: Counter = Counter()
     corrupted = 0
@@ -145,7 +162,9 @@ def write_synth_shards(
         compress_level=PNG_COMPRESS_LEVEL,
     )
     with writer:
-        for sample in generate_samples(num, split, resolution, seed=seed, corruption=config, with_rewards=with_rewards):
+        for sample in generate_samples(
+            num, split, resolution, seed=seed, corruption=config, with_rewards=with_rewards, categories=categories
+        ):
             flaws = sample.meta["corruptions"]
             corrupted += bool(flaws)
             kinds.update(f"{f['perspective']}/{f['kind']}" for f in flaws)

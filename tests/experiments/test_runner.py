@@ -81,7 +81,7 @@ class FakeWorkflow:
     """Records what the runner asks for; 'training' writes the checkpoint, 'editing' nothing, eval a score."""
 
     def __init__(self, monkeypatch):
-        self.data_specs, self.jobs, self.edits, self.evaluated = [], [], [], []
+        self.data_specs, self.data_dirs, self.jobs, self.edits, self.evaluated = [], [], [], [], []
         monkeypatch.setattr(workflow, "prepare_data", self.prepare_data)
         monkeypatch.setattr(jobs, "run_jobs", self.run_jobs)
         monkeypatch.setattr(workflow, "run_tool", self.run_tool)
@@ -89,6 +89,7 @@ class FakeWorkflow:
 
     def prepare_data(self, out_dir, spec, log=print):
         self.data_specs.append(spec)
+        self.data_dirs.append(Path(out_dir).name)
         return workflow.DataPaths(train=Path(out_dir) / "train", test=Path(out_dir) / "test")
 
     def run_jobs(self, jobs, max_parallel=2):
@@ -207,6 +208,18 @@ def test_the_results_block_names_the_command_that_made_it(tmp_path, monkeypatch)
     readme = (exp / "README.md").read_text()
     assert f"Made by `python -m mredit.experiments {exp} --out {tmp_path / 'work'} --seeds 1`." in readme
     assert '"seeds": [1]' in readme
+
+
+def test_an_arm_restricted_to_some_categories_gets_its_own_data(tmp_path, monkeypatch):
+    fake = FakeWorkflow(monkeypatch)
+    experiment = load_experiment(_write_experiment(tmp_path / "exp"))
+    experiment.arms[1].data = {"categories": ["remove", "local"]}
+    run_experiment(experiment, tmp_path / "work", log=lambda *_: None)
+    assert fake.data_specs[1].categories == ("local", "remove")  # canonical order
+    assert fake.data_dirs[:2] == ["n8_r16_c0.5_s0", "n8_r16_c0.5_s0_local-remove"]
+    experiment.arms[1].data = {"categories": ["recolour"]}
+    with pytest.raises(ValueError, match="categories must be some of"):
+        run_experiment(experiment, tmp_path / "work", log=lambda *_: None)
 
 
 def test_checkpoint_steps_must_lie_inside_the_run(tmp_path):

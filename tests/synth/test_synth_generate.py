@@ -160,3 +160,25 @@ def test_weighted_pick_draws_as_generator_choice():
             _weighted_pick(b, options, weights) for _ in range(3)
         ]
         assert a.random() == b.random()
+
+
+def test_categories_restrict_both_splits_and_keep_the_default_stream():
+    objects = ("local", "remove", "add")
+    train = list(generate_samples(30, "train", resolution=16, seed=2, categories=["remove", "local", "add"]))
+    assert {s.meta["category"] for s in train} == set(objects)
+    test = list(generate_samples(6, "test", resolution=16, seed=2, categories=objects))
+    assert [s.meta["category"] for s in test] == [*objects, *objects]  # canonical order, balanced
+    every = list(generate_samples(10, "train", resolution=16, seed=2, categories=CATEGORIES))
+    default = list(generate_samples(10, "train", resolution=16, seed=2))
+    assert [s.instruction for s in every] == [s.instruction for s in default]  # all seven = the default stream
+    with pytest.raises(ValueError, match="categories must be some of"):
+        list(generate_samples(1, "train", categories=["recolour"]))
+
+
+def test_cli_categories(tmp_path, capsys):
+    out = tmp_path / "train"
+    argv = ["data", "synth", "--out", str(out), "--num", "12", "--resolution", "16", "--categories", "local", "add"]
+    assert main(argv) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert set(summary["categories"]) == {"local", "add"}
+    assert read_manifest(out)["provenance"]["categories"] == ["local", "add"]
