@@ -91,7 +91,7 @@ class Experiment:
 
     def data_spec(self, arm: Arm, seed: int) -> DataSpec:
         spec = _build(DataSpec, {**self.data, **arm.data}, f"{arm.name}.data")
-        categories = None if spec.categories is None else tuple(check_categories(spec.categories))
+        categories = None if spec.categories is None else check_categories(spec.categories)
         return dataclasses.replace(spec, seed=spec.seed + seed, categories=categories)
 
     def edit_spec(self, arm: Arm) -> EditSpec:
