@@ -134,18 +134,25 @@ def load_experiment(path: str | os.PathLike) -> Experiment:
             raise ValueError(f"{path}: missing '{key}'")
     arms = []
     for i, arm in enumerate(raw["arms"]):
-        if not isinstance(arm, dict) or "name" not in arm or "configs" not in arm:
-            raise ValueError(f"{path}: arm {i} needs 'name' and 'configs'")
+        if not isinstance(arm, dict) or "name" not in arm or ("configs" not in arm and "reuse" not in arm):
+            raise ValueError(f"{path}: arm {i} needs 'name' and 'configs' (or 'reuse')")
         if set(arm) - ARM_KEYS:
             raise ValueError(f"{path}: arm '{arm['name']}' has unknown keys {sorted(set(arm) - ARM_KEYS)}")
-        configs = [arm["configs"]] if isinstance(arm["configs"], str) else list(arm["configs"])
-        arms.append(Arm(**{**arm, "configs": configs}))
+        configs = arm.get("configs", [])  # a reusing arm trains nothing: its configs are the reused arm's
+        arms.append(Arm(**{**arm, "configs": [configs] if isinstance(configs, str) else list(configs)}))
     names = [a.name for a in arms]
     if len(set(names)) != len(names):
         raise ValueError(f"{path}: duplicate arm names {names}")
+    by_name = dict(zip(names, arms))
     for arm in arms:
-        if arm.reuse is not None and (arm.reuse not in names or arm.reuse == arm.name):
-            raise ValueError(f"{path}: arm '{arm.name}' reuses '{arm.reuse}', which is not another arm ({names})")
+        if arm.reuse is None:
+            continue
+        reused = by_name.get(arm.reuse)
+        if reused is None or reused is arm or reused.reuse is not None:
+            raise ValueError(f"{path}: arm '{arm.name}' reuses '{arm.reuse}', which is not another training arm")
+        if arm.reward is not None or arm.overrides or arm.data or arm.train:
+            raise ValueError(f"{path}: arm '{arm.name}' reuses '{arm.reuse}': only its 'edit' settings may differ")
+        arm.configs = reused.configs
     if raw.get("reference") is not None and raw["reference"] not in names:
         raise ValueError(f"{path}: reference '{raw['reference']}' is not an arm ({names})")
     if not raw["seeds"]:

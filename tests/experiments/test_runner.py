@@ -291,6 +291,35 @@ def test_bad_configs_fail_with_a_clear_message(tmp_path, extra, message):
         load_experiment(tmp_path / "missing")
 
 
+def _with_arm(tmp_path, arm):
+    directory = _write_experiment(tmp_path)
+    config = yaml.safe_load((directory / "config.yaml").read_text())
+    config["arms"].append(arm)
+    (directory / "config.yaml").write_text(yaml.safe_dump(config))
+    return directory
+
+
+def test_a_reusing_arm_takes_the_reused_arms_configs(tmp_path):
+    experiment = load_experiment(_with_arm(tmp_path, {"name": "text3", "reuse": "reward", "edit": {"text_scale": 3}}))
+    text3 = experiment.arms[-1]
+    assert text3.configs == ["configs/insp2p_tiny.yaml"] and experiment.edit_spec(text3).text_scale == 3.0
+
+
+@pytest.mark.parametrize(
+    ("arm", "message"),
+    [
+        ({"name": "x"}, "arm 3 needs 'name' and 'configs'"),
+        ({"name": "x", "reuse": "x"}, "reuses 'x', which is not another training arm"),
+        ({"name": "x", "reuse": "reward_scale_2"}, "reuses 'reward_scale_2', which is not another training arm"),
+        ({"name": "x", "reuse": "reward", "reward": {"variant": "paper"}}, "only its 'edit' settings may differ"),
+        ({"name": "x", "reuse": "reward", "train": {"max_steps": 9}}, "only its 'edit' settings may differ"),
+    ],
+)
+def test_bad_reusing_arms_fail_with_a_clear_message(tmp_path, arm, message):
+    with pytest.raises(ValueError, match=message):
+        load_experiment(_with_arm(tmp_path, arm))
+
+
 @pytest.mark.parametrize("path", sorted((REPO / "experiments").glob("*/config.yaml")), ids=lambda p: p.parent.name)
 def test_shipped_experiments_are_valid(path):
     experiment = load_experiment(path)
