@@ -88,11 +88,17 @@ def _transform_item(transform: PairedTransform, sample: EditSample, rng: random.
 
 
 class EditLoader(DataLoader):
-    """A DataLoader over an ``EditStream`` that tells the stream its epoch and can cap the batches per epoch.
+    """A DataLoader over an ``EditStream`` that tells the stream its epoch, can cap the batches per epoch, and
+    resumes mid-epoch.
 
     The epoch is set on the dataset before the workers are started (so do not use ``persistent_workers``).
     ``max_batches`` is the ``with_epoch`` of the WebDataset recipe, applied to the loader, not the dataset, so
     the steps per epoch do not depend on ``num_workers``.
+
+    Resume: Lightning saves ``state_dict()`` (the epoch and ``consumed_fn()``, the batches the model has taken
+    this epoch) in every checkpoint and hands it to ``load_state_dict`` on ``--ckpt_path``. The next iteration of
+    that epoch then re-reads the stream from the epoch's start (same seed, same order) and drops the batches
+    already trained on, so the run continues with the batch it would have seen next.
     """
 
     def __init__(
@@ -101,16 +107,41 @@ class EditLoader(DataLoader):
         *,
         max_batches: int | None = None,
         epoch_fn: Callable[[], int] | None = None,
+        consumed_fn: Callable[[], int] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(dataset, **kwargs)
-        self.max_batches, self.epoch_fn, self._iterations = max_batches, epoch_fn, 0
+        self.max_batches, self.epoch_fn, self.consumed_fn = max_batches, epoch_fn, consumed_fn
+        self._iterations = 0
+        self._resume_at: dict[str, int] | None = None
+
+    def _epoch(self) -> int:
+        return self.epoch_fn() if self.epoch_fn is not None else self._iterations
+
+    def state_dict(self) -> dict[str, int]:
+        """The next batch to train on, as (epoch, batches of it already trained on)."""
+        epoch, consumed = self._epoch(), self.consumed_fn() if self.consumed_fn is not None else 0
+        if consumed < 0:  # the consumed_fn's "epoch finished": resume at the start of the next one
+            return {"epoch": epoch + 1, "batches": 0}
+        return {"epoch": epoch, "batches": consumed}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self._resume_at = {"epoch": int(state["epoch"]), "batches": int(state["batches"])}
 
     def __iter__(self) -> Iterator[Any]:
-        self.dataset.set_epoch(self.epoch_fn() if self.epoch_fn is not None else self._iterations)
+        # the first iteration after a restore reads the saved epoch: Lightning creates that iterator before it
+        # moves its own epoch counter past an epoch the checkpoint finished
+        resume, self._resume_at = self._resume_at, None
+        epoch = resume["epoch"] if resume is not None else self._epoch()
+        skip = resume["batches"] if resume is not None else 0
+        self.dataset.set_epoch(epoch)
         self._iterations += 1
+        if skip:
+            log.info("resuming epoch %d: skipping the %d batches already trained on", epoch, skip)
         batches = super().__iter__()
-        return batches if self.max_batches is None else itertools.islice(batches, self.max_batches)
+        if not skip and self.max_batches is None:
+            return batches
+        return itertools.islice(batches, skip, self.max_batches)
 
     def __len__(self) -> int:
         if self.max_batches is not None and self.dataset.resampled:
@@ -233,6 +264,12 @@ class EditDataModule(pl.LightningDataModule):
     def _epoch(self) -> int:
         return self.trainer.current_epoch if self.trainer is not None else 0
 
+    def _batches_trained(self) -> int:
+        """Training batches of this epoch whose step has run (a checkpoint saved at ``on_train_batch_end`` counts
+        its own batch, as Lightning does when it resumes from one), or -1 once the epoch's last batch has run."""
+        progress = self.trainer.fit_loop.epoch_loop.batch_progress
+        return -1 if progress.is_last_batch else progress.current.processed
+
     def _loader(self, split: str) -> EditLoader:
         if split not in self.shards:
             if self.specs[split] is None:
@@ -263,6 +300,7 @@ class EditDataModule(pl.LightningDataModule):
             stream,
             max_batches=max_batches,
             epoch_fn=self._epoch if self.trainer is not None else None,
+            consumed_fn=self._batches_trained if training and self.trainer is not None else None,
             batch_size=self.batch_size,
             num_workers=self.num_workers,
             collate_fn=collate_edit_samples,
