@@ -47,6 +47,10 @@ def build_scheduler(name: str, base_config: dict):
     if name not in SCHEDULERS:
         raise ValueError(f"unknown scheduler {name!r}: choose one of {', '.join(SCHEDULERS)}")
     cls, overrides = SCHEDULERS[name]
+    if base_config.get("prediction_type") == "sample" and cls is EulerAncestralDiscreteScheduler:
+        raise ValueError(
+            f"the model predicts x0 (prediction_type 'sample'), which {name} cannot sample: use ddim or dpmpp"
+        )
     # an in-memory config lists the fields its scheduler left at default; dropping that list makes a live
     # training scheduler and its saved scheduler_config.json give the same inference scheduler
     config = {k: v for k, v in dict(base_config).items() if k != "_use_default_values"}

@@ -6,7 +6,7 @@ from PIL import Image
 from tiny_model import as_module, reward_pipeline, tiny_parts
 
 from mredit.export.export import export_module
-from mredit.inference.pipeline import RewardEditPipeline
+from mredit.inference.pipeline import RewardEditPipeline, build_scheduler
 
 
 def _image(seed: int, size: int = 16) -> Image.Image:
@@ -31,6 +31,13 @@ def test_deterministic_for_a_seed(pipe) -> None:
 def test_other_schedulers(scheduler) -> None:
     pipe = reward_pipeline(scheduler=scheduler)
     assert torch.equal(_run(pipe, 3), _run(pipe, 3))
+
+
+def test_an_x0_model_with_a_scheduler_that_cannot_sample_it_is_one_clear_error() -> None:
+    config = {"num_train_timesteps": 1000, "prediction_type": "sample"}
+    with pytest.raises(ValueError, match="predicts x0 .* euler_a cannot sample: use ddim or dpmpp"):
+        build_scheduler("euler_a", config)
+    assert build_scheduler("ddim", config).config.prediction_type == "sample"
 
 
 def test_batch_and_images_per_prompt_tiling() -> None:

@@ -6,6 +6,7 @@ import torch
 
 TINY_SIZES = dict(
     tiny=True,
+    init_seed=0,
     num_img_tokens=4,
     num_queries=8,
     qformer_layers=2,

@@ -28,6 +28,7 @@ def reward_run(tmp_path_factory) -> Path:
         "fit",
         "--config",
         str(REPO / "configs" / "smartedit_reward_tiny.yaml"),
+        "--seed_everything=3",  # the module's init_seed follows it; the data seed differs (hparams must not clash)
         "--trainer.max_steps=2",
         "--trainer.val_check_interval=2",
         "--trainer.limit_val_batches=1",
@@ -37,6 +38,7 @@ def reward_run(tmp_path_factory) -> Path:
         f"--data.init_args.val_shards={root / 'val'}",
         "--data.init_args.batch_size=2",
         "--data.init_args.shuffle_buffer=0",
+        "--data.init_args.seed=1",
     ]
     result = subprocess.run([*MREDIT, *args], cwd=REPO, capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -63,6 +65,7 @@ def test_checkpoint_round_trip_without_the_callback(reward_run):
     for key, value in checkpoint["state_dict"].items():
         assert torch.equal(state[key], value), key
     hparams = {k: v for k, v in checkpoint["hyper_parameters"].items() if not k.startswith("_")}  # LightningCLI's
+    assert hparams["init_seed"] == 3 and hparams["edit_residual"]
     fresh = SmartEditModule(**hparams)  # the frozen parts come back from the seeded init
     for frozen in ("vision_tower", "projector"):
         pairs = zip(getattr(fresh.mllm, frozen).parameters(), getattr(module.mllm, frozen).parameters())
@@ -100,7 +103,8 @@ def test_edit_and_export_cli_accept_a_smartedit_checkpoint(reward_run, tmp_path)
     Image.new("RGB", (32, 32), (200, 40, 40)).save(tmp_path / "in.png")
     out = tmp_path / "out.png"
     edit = ["edit", "--model", str(reward_run), "--image", str(tmp_path / "in.png"), "--instruction", "make it blue"]
-    assert main([*edit, "--steps", "2", "--resolution", "32", "--out", str(out)]) == 0
+    assert main([*edit, "--steps", "2", "--resolution", "32", "--out", str(out)]) == 1  # euler_a: x0 model
+    assert main([*edit, "--steps", "2", "--resolution", "32", "--scheduler", "ddim", "--out", str(out)]) == 0
     assert Image.open(out).size == (32, 32)
     assert main(["export", "--ckpt", str(reward_run), "--out", str(tmp_path / "export")]) == 0
     assert (tmp_path / "export" / "unet" / "config.json").is_file()

@@ -125,6 +125,26 @@ def test_edit_is_deterministic_and_returns_pil(smartedit_module):
     module.train()
 
 
+def test_edit_residual_recipe_trains_on_the_edit_and_adds_the_source_back():
+    """x0 prediction on edit residuals (the tiny recipe): a UNet that predicts zero is exact for an unchanged
+    target only in residual mode, and its edit returns the source."""
+    batch = make_batch()
+    batch["target"] = batch["source"].clone()
+    for edit_residual in (True, False):
+        module = SmartEditModule(
+            stage="smartedit", scheduler_config={"prediction_type": "sample"}, edit_residual=edit_residual, **TINY_SIZES
+        )
+        assert module.noise_scheduler.config.prediction_type == "sample"
+        module.hparams.cond_dropout = 0.0
+        with torch.no_grad():
+            module.unet.conv_out.weight.zero_()
+            module.unet.conv_out.bias.zero_()
+            diffusion = module.compute_losses(batch)["diffusion_loss"].item()
+            edited = edit_tensors(module.eval(), batch["source"], batch["instruction"], steps=3, scheduler="ddim")
+        assert (diffusion == 0.0) is edit_residual, (edit_residual, diffusion)
+        assert torch.allclose(edited, batch["source"], atol=1e-5) is edit_residual
+
+
 def test_export_layout(smartedit_module, tmp_path):
     smartedit_module.export(str(tmp_path))
     unet = UNet2DConditionModel.from_pretrained(tmp_path / "unet")
@@ -143,3 +163,15 @@ def test_real_config_needs_env_vars(monkeypatch):
         monkeypatch.delenv(name, raising=False)
     with pytest.raises(FileNotFoundError, match="MREDIT_LLAVA_PATH.*MREDIT_CLIP_VISION_PATH.*MREDIT_SMARTEDIT_SD_PATH"):
         SmartEditModule()
+
+
+def test_init_seed_follows_the_global_seed_and_is_recorded():
+    torch.manual_seed(5)
+    first = SmartEditModule(stage="smartedit", **{**TINY_SIZES, "init_seed": None})
+    torch.manual_seed(5)
+    again = SmartEditModule(stage="smartedit", **{**TINY_SIZES, "init_seed": None})
+    assert first.hparams.init_seed == 5
+    pairs = zip(first.mllm.vision_tower.parameters(), again.mllm.vision_tower.parameters())
+    assert all(torch.equal(a, b) for a, b in pairs)
+    other = SmartEditModule(stage="smartedit", **{**TINY_SIZES, "init_seed": 6})
+    assert not torch.equal(next(other.unet.parameters()), next(first.unet.parameters()))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -115,12 +116,15 @@ def expand_conv_in(unet, in_channels: int) -> None:
     unet.register_to_config(in_channels=in_channels)
 
 
-def diffusion_components(diffusion_path: str | None, seed: int = 0) -> Components:
-    """Pretrained components (UNet converted to 8 input channels if needed), or tiny ones when ``None``."""
+def diffusion_components(
+    diffusion_path: str | None, seed: int = 0, scheduler_config: dict[str, Any] | None = None
+) -> Components:
+    """Pretrained components (UNet converted to 8 input channels if needed), or tiny ones when ``None``;
+    ``scheduler_config`` overrides the scheduler's config keys (both cases)."""
     if diffusion_path is None:
         with torch.random.fork_rng():
             torch.manual_seed(seed)
-            return build_tiny_components()
-    components = load_pretrained_components(diffusion_path)
+            return build_tiny_components(scheduler_config=scheduler_config)
+    components = load_pretrained_components(diffusion_path, scheduler_config)
     expand_conv_in(components.unet, 2 * components.vae.config.latent_channels)
     return components

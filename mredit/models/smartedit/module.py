@@ -81,6 +81,12 @@ class SmartEditModule(RewardConditionedMixin, EMAMixin, pl.LightningModule):
     *_loss_weight: LM cross-entropy, diffusion MSE, stage-1 alignment MSE.
     llm_dtype: LLM weight dtype (SmartEdit runs LLaMA in bf16; the LoRA weights stay fp32).
     ema_decay: EMA of the trainable weights (None: off, as in SmartEdit).
+    scheduler_config: overrides of the noise scheduler's config (tiny or pretrained), e.g. ``prediction_type``.
+    edit_residual: diffuse the edit (target minus source latents) instead of the target, as
+        ``InstructPix2PixModule(edit_residual=True)``; ``edit`` adds the source latents back. With
+        ``prediction_type: sample`` this is the tiny-scale recipe of docs/training.md.
+    init_seed: the seed of the tiny random parts (None: the run's ``seed_everything`` seed). It is recorded in the
+        hyperparameters, so a checkpoint, which leaves the frozen parts out, rebuilds the same ones.
     inference_steps, text_guidance, image_guidance: ``predict_step``/``edit`` defaults (SmartEdit: 100, 7.5, 1.5).
     """
 
@@ -121,7 +127,9 @@ class SmartEditModule(RewardConditionedMixin, EMAMixin, pl.LightningModule):
         llm_dtype: Literal["float32", "bfloat16", "float16"] = "float32",
         gradient_checkpointing: bool = False,
         ema_decay: float | None = None,
-        seed: int = 0,
+        scheduler_config: dict[str, Any] | None = None,
+        edit_residual: bool = False,
+        init_seed: int | None = None,
         inference_steps: int = 100,
         text_guidance: float = 7.5,
         image_guidance: float = 1.5,
@@ -132,13 +140,15 @@ class SmartEditModule(RewardConditionedMixin, EMAMixin, pl.LightningModule):
         if not 0.0 <= cond_dropout <= 1 / 3:
             raise ValueError(f"cond_dropout must be in [0, 1/3] (text 2p, image [p, 3p)), got {cond_dropout}")
         self.save_hyperparameters()
+        if init_seed is None:
+            init_seed = self.hparams.init_seed = torch.initial_seed() % 2**32
         if tiny:
-            parts, components = tiny_mllm_parts(seed), diffusion_components(None, seed)
+            parts, components = tiny_mllm_parts(init_seed), diffusion_components(None, init_seed, scheduler_config)
         else:  # check every path first: a run without weights fails here, in seconds
             paths = resolve_paths(
                 {"llava_path": llava_path, "vision_path": vision_path, "diffusion_path": diffusion_path}
             )
-            components = diffusion_components(paths["diffusion_path"])
+            components = diffusion_components(paths["diffusion_path"], scheduler_config=scheduler_config)
             parts = load_mllm_parts(paths["llava_path"], paths["vision_path"], llm_dtype)
         self.stage = stage
         self.unet, self.vae = components.unet, components.vae
@@ -272,6 +282,8 @@ class SmartEditModule(RewardConditionedMixin, EMAMixin, pl.LightningModule):
             target_latents = self.vae.encode(target.to(self.vae.dtype)).latent_dist.sample()
             target_latents = target_latents * self.vae.config.scaling_factor
             source_latents = self.vae.encode(source.to(self.vae.dtype)).latent_dist.mode()
+            if self.hparams.edit_residual:  # before the image dropout: the edit is always relative to the source
+                target_latents = target_latents - source_latents * self.vae.config.scaling_factor
         text, spatial, lm_loss = self.condition(source, instructions, tuple(source_latents.shape[-2:]), True)
         drop_text, drop_image = conditioning_dropout(
             torch.rand(batch_size, device=self.device), self.hparams.cond_dropout

@@ -90,6 +90,8 @@ def edit_tensors(
         ).chunk(3)
         eps = eps_uncond + s_text * (eps_text - eps_image) + s_image * (eps_image - eps_uncond)
         latents = sampler.step(eps, t, latents, **step_kwargs, return_dict=False)[0]
+    if module.hparams.get("edit_residual", False):  # the UNet denoised the edit: add the source back
+        latents = latents + image_latents * vae.config.scaling_factor
     return vae.decode(latents / vae.config.scaling_factor, return_dict=False)[0].clamp(-1, 1)
 
 
