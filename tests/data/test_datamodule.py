@@ -192,17 +192,19 @@ class _KeyRecorder(pl.Callback):
         self.keys.append(list(batch["key"]))
 
 
-def _fit_recording_keys(tmp_path: Path, dm: EditDataModule, ckpt_path: Path | None = None) -> list[list[str]]:
+def _fit_recording_keys(root: Path, dm: EditDataModule, every: str, ckpt_path: Path | None = None) -> list[list[str]]:
+    """10 steps (6 batches per epoch: into the second epoch), a checkpoint every step or every epoch under
+    ``root/ckpt``; the keys of each training batch."""
     recorder = _KeyRecorder()
-    checkpoints = pl.callbacks.ModelCheckpoint(tmp_path / "ckpt", every_n_train_steps=1, save_top_k=-1)
+    checkpoints = pl.callbacks.ModelCheckpoint(root / "ckpt", save_top_k=-1, **{f"every_n_{every}": 1})
     trainer = pl.Trainer(
-        max_steps=10,  # 6 batches per epoch: the run crosses into the second epoch
+        max_steps=10,
         limit_val_batches=0,
         logger=False,
         callbacks=[recorder, checkpoints],
         enable_progress_bar=False,
         enable_model_summary=False,
-        default_root_dir=tmp_path,
+        default_root_dir=root,
     )
     torch.manual_seed(0)
     trainer.fit(_TinyModel(), datamodule=dm, ckpt_path=ckpt_path)
@@ -215,31 +217,17 @@ def _fit_recording_keys(tmp_path: Path, dm: EditDataModule, ckpt_path: Path | No
     ids=["plain", "two-workers", "resampled"],
 )
 def test_resume_mid_epoch_continues_with_the_next_unseen_batch(tmp_path: Path, shard_dir: Path, options) -> None:
-    straight = _fit_recording_keys(tmp_path / "straight", _datamodule(str(shard_dir), **options))
+    straight = _fit_recording_keys(tmp_path / "straight", _datamodule(str(shard_dir), **options), "train_steps")
     assert len(straight) == 10 and straight[6:] != straight[:4]  # the second epoch is shuffled anew
     for step in (3, 6, 8):  # mid first epoch, at its end (saved on its last batch), mid second epoch
         (ckpt,) = (tmp_path / "straight" / "ckpt").glob(f"*-step={step}.ckpt")
         assert torch.load(ckpt, weights_only=False)["loops"]["fit_loop"]["state_dict"]["combined_loader"]
-        resumed = _fit_recording_keys(tmp_path / f"from{step}", _datamodule(str(shard_dir), **options), ckpt)
+        dm = _datamodule(str(shard_dir), **options)
+        resumed = _fit_recording_keys(tmp_path / f"from{step}", dm, "train_steps", ckpt)
         assert resumed == straight[step:], f"resumed from step {step}"
 
 
 def test_resume_from_an_epoch_end_checkpoint_starts_the_next_epoch(tmp_path: Path, shard_dir: Path) -> None:
-    def fit(root: Path, ckpt_path: Path | None = None) -> list[list[str]]:
-        recorder = _KeyRecorder()
-        at_epoch_end = pl.callbacks.ModelCheckpoint(root / "ckpt", every_n_epochs=1, save_top_k=-1)
-        trainer = pl.Trainer(
-            max_steps=10,
-            limit_val_batches=0,
-            logger=False,
-            callbacks=[recorder, at_epoch_end],
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            default_root_dir=root,
-        )
-        trainer.fit(_TinyModel(), datamodule=_datamodule(str(shard_dir)), ckpt_path=ckpt_path)
-        return recorder.keys
-
-    straight = fit(tmp_path / "straight")
+    straight = _fit_recording_keys(tmp_path / "straight", _datamodule(str(shard_dir)), "epochs")
     (ckpt,) = (tmp_path / "straight" / "ckpt").glob("epoch=0-*.ckpt")
-    assert fit(tmp_path / "resumed", ckpt) == straight[6:]
+    assert _fit_recording_keys(tmp_path / "resumed", _datamodule(str(shard_dir)), "epochs", ckpt) == straight[6:]
