@@ -95,10 +95,11 @@ class EditLoader(DataLoader):
     ``max_batches`` is the ``with_epoch`` of the WebDataset recipe, applied to the loader, not the dataset, so
     the steps per epoch do not depend on ``num_workers``.
 
-    Resume: Lightning saves ``state_dict()`` (the epoch and ``consumed_fn()``, the batches the model has taken
-    this epoch) in every checkpoint and hands it to ``load_state_dict`` on ``--ckpt_path``. The next iteration of
-    that epoch then re-reads the stream from the epoch's start (same seed, same order) and drops the batches
-    already trained on, so the run continues with the batch it would have seen next.
+    Resume: Lightning saves ``state_dict()`` (``position_fn()``: the epoch of the next training batch and how
+    many of that epoch's batches the model has already taken) in every checkpoint and hands it to
+    ``load_state_dict`` on ``--ckpt_path``. The next iteration then re-reads that epoch from its start (same seed,
+    same order) and drops the batches already trained on, so the run continues with the batch it would have seen
+    next.
     """
 
     def __init__(
@@ -107,11 +108,11 @@ class EditLoader(DataLoader):
         *,
         max_batches: int | None = None,
         epoch_fn: Callable[[], int] | None = None,
-        consumed_fn: Callable[[], int] | None = None,
+        position_fn: Callable[[], tuple[int, int]] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(dataset, **kwargs)
-        self.max_batches, self.epoch_fn, self.consumed_fn = max_batches, epoch_fn, consumed_fn
+        self.max_batches, self.epoch_fn, self.position_fn = max_batches, epoch_fn, position_fn
         self._iterations = 0
         self._resume_at: dict[str, int] | None = None
 
@@ -119,11 +120,8 @@ class EditLoader(DataLoader):
         return self.epoch_fn() if self.epoch_fn is not None else self._iterations
 
     def state_dict(self) -> dict[str, int]:
-        """The next batch to train on, as (epoch, batches of it already trained on)."""
-        epoch, consumed = self._epoch(), self.consumed_fn() if self.consumed_fn is not None else 0
-        if consumed < 0:  # the consumed_fn's "epoch finished": resume at the start of the next one
-            return {"epoch": epoch + 1, "batches": 0}
-        return {"epoch": epoch, "batches": consumed}
+        epoch, batches = self.position_fn() if self.position_fn is not None else (self._epoch(), 0)
+        return {"epoch": epoch, "batches": batches}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         self._resume_at = {"epoch": int(state["epoch"]), "batches": int(state["batches"])}
@@ -264,11 +262,14 @@ class EditDataModule(pl.LightningDataModule):
     def _epoch(self) -> int:
         return self.trainer.current_epoch if self.trainer is not None else 0
 
-    def _batches_trained(self) -> int:
-        """Training batches of this epoch whose step has run (a checkpoint saved at ``on_train_batch_end`` counts
-        its own batch, as Lightning does when it resumes from one), or -1 once the epoch's last batch has run."""
+    def _next_training_batch(self) -> tuple[int, int]:
+        """(epoch, batches of it already trained on) of the next training batch. A batch counts once its step has
+        run, so a checkpoint saved at ``on_train_batch_end`` counts its own batch, as Lightning does when it
+        resumes from one; after an epoch's last batch the next one is the first of the next epoch."""
         progress = self.trainer.fit_loop.epoch_loop.batch_progress
-        return -1 if progress.is_last_batch else progress.current.processed
+        if progress.is_last_batch:
+            return self._epoch() + 1, 0
+        return self._epoch(), progress.current.processed
 
     def _loader(self, split: str) -> EditLoader:
         if split not in self.shards:
@@ -300,7 +301,7 @@ class EditDataModule(pl.LightningDataModule):
             stream,
             max_batches=max_batches,
             epoch_fn=self._epoch if self.trainer is not None else None,
-            consumed_fn=self._batches_trained if training and self.trainer is not None else None,
+            position_fn=self._next_training_batch if training and self.trainer is not None else None,
             batch_size=self.batch_size,
             num_workers=self.num_workers,
             collate_fn=collate_edit_samples,
