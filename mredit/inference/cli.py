@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from mredit.inference.pipeline import SCHEDULERS, RewardEditPipeline
+from mredit.inference.pipeline import AUTO_SCHEDULER, SCHEDULER_CHOICES, RewardEditPipeline
 from mredit.inference.sizing import fit_image, load_image
 
 log = logging.getLogger(__name__)
@@ -172,7 +172,12 @@ def register(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--steps", type=int, default=30, help="sampling steps (default 30, the paper's)")
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--scheduler", choices=sorted(SCHEDULERS), default="euler_a")
+    parser.add_argument(
+        "--scheduler",
+        choices=SCHEDULER_CHOICES,
+        default=AUTO_SCHEDULER,
+        help="sampler (default auto: euler_a, or ddim for a model that predicts x0)",
+    )
     parser.add_argument("--text-scale", type=float, default=7.5, help="instruction guidance scale")
     parser.add_argument("--image-scale", type=float, default=1.5, help="source image guidance scale")
     parser.add_argument("--reward-scale", type=float, default=1.0, help="reward guidance (needs a null condition)")

@@ -36,16 +36,28 @@ SCHEDULERS = {
     "ddim": (DDIMScheduler, {}),
     "dpmpp": (DPMSolverMultistepScheduler, {"algorithm_type": "dpmsolver++"}),
 }
+# "auto": Euler ancestral (the paper's sampler) unless the model predicts x0, which it cannot sample; DDIM then
+AUTO_SCHEDULER = "auto"
+SCHEDULER_CHOICES = (AUTO_SCHEDULER, *SCHEDULERS)
 BEST_SCORES = schema.BEST_SCORES
 # the training data's no-failure text per perspective ("None"); joined with "; " it is the official eval's
 # "None; None; None"
 NO_FAILURE = (schema.NO_FAILURE,) * len(schema.PERSPECTIVES)
 
 
-def build_scheduler(name: str, base_config: dict):
-    """An inference scheduler of kind ``name`` sharing the training scheduler's betas and prediction type."""
+def resolve_scheduler_name(name: str, base_config: dict) -> str:
+    """``name``, or for ``"auto"`` the scheduler that fits the model's prediction type."""
+    if name == AUTO_SCHEDULER:
+        return "ddim" if base_config.get("prediction_type") == "sample" else "euler_a"
     if name not in SCHEDULERS:
-        raise ValueError(f"unknown scheduler {name!r}: choose one of {', '.join(SCHEDULERS)}")
+        raise ValueError(f"unknown scheduler {name!r}: choose one of {', '.join(SCHEDULER_CHOICES)}")
+    return name
+
+
+def build_scheduler(name: str, base_config: dict):
+    """An inference scheduler of kind ``name`` (or ``"auto"``) sharing the training scheduler's betas and
+    prediction type."""
+    name = resolve_scheduler_name(name, base_config)
     cls, overrides = SCHEDULERS[name]
     if base_config.get("prediction_type") == "sample" and cls is EulerAncestralDiscreteScheduler:
         raise ValueError(
@@ -92,7 +104,7 @@ class RewardEditPipeline:
     # --- construction -------------------------------------------------------------------------------------------
     @classmethod
     def from_pretrained(
-        cls, path: str | Path, scheduler: str = "euler_a", torch_dtype: torch.dtype | None = None
+        cls, path: str | Path, scheduler: str = AUTO_SCHEDULER, torch_dtype: torch.dtype | None = None
     ) -> RewardEditPipeline:
         """Load an export folder (``mredit export`` / ``mredit import official``)."""
         from diffusers import UNet2DConditionModel
@@ -128,7 +140,7 @@ class RewardEditPipeline:
         )
 
     @classmethod
-    def from_module(cls, module, scheduler: str = "euler_a") -> RewardEditPipeline:
+    def from_module(cls, module, scheduler: str = AUTO_SCHEDULER) -> RewardEditPipeline:
         """Share the components of a training module (the weights it holds now: wrap in ``ema_weights()``)."""
         return cls(
             unet=module.unet,

@@ -13,13 +13,13 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 
-from mredit.inference.pipeline import RewardEditPipeline
+from mredit.inference.pipeline import AUTO_SCHEDULER, RewardEditPipeline
 
 
 def predict_batch(
     module,
     batch: dict[str, Any],
-    scheduler: str = "euler_a",
+    scheduler: str = AUTO_SCHEDULER,
     num_inference_steps: int = 30,
     text_guidance_scale: float = 7.5,
     image_guidance_scale: float = 1.5,

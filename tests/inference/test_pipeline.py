@@ -40,6 +40,15 @@ def test_an_x0_model_with_a_scheduler_that_cannot_sample_it_is_one_clear_error()
     assert build_scheduler("ddim", config).config.prediction_type == "sample"
 
 
+def test_the_auto_scheduler_follows_the_prediction_type() -> None:
+    epsilon = {"num_train_timesteps": 1000, "prediction_type": "epsilon"}
+    sample = {"num_train_timesteps": 1000, "prediction_type": "sample"}
+    assert type(build_scheduler("auto", epsilon)).__name__ == "EulerAncestralDiscreteScheduler"
+    assert type(build_scheduler("auto", sample)).__name__ == "DDIMScheduler"
+    with pytest.raises(ValueError, match="unknown scheduler 'euler': choose one of auto, euler_a, ddim, dpmpp"):
+        build_scheduler("euler", epsilon)
+
+
 def test_batch_and_images_per_prompt_tiling() -> None:
     """A batch of two images x two samples each equals the four single-image runs from the same noise."""
     pipe = reward_pipeline(null_condition=True, scheduler="ddim")

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -100,9 +101,13 @@ def test_edit_and_export_cli_accept_a_smartedit_checkpoint(reward_run, tmp_path)
     Image.new("RGB", (32, 32), (200, 40, 40)).save(tmp_path / "in.png")
     out = tmp_path / "out.png"
     edit = ["edit", "--model", str(reward_run), "--image", str(tmp_path / "in.png"), "--instruction", "make it blue"]
-    assert main([*edit, "--steps", "2", "--resolution", "32", "--out", str(out)]) == 1  # euler_a: x0 model
-    assert main([*edit, "--steps", "2", "--resolution", "32", "--scheduler", "ddim", "--out", str(out)]) == 0
-    assert Image.open(out).size == (32, 32)
+    steps = ["--steps", "2", "--resolution", "32"]
+    assert main([*edit, *steps, "--scheduler", "euler_a", "--out", str(out)]) == 1  # an x0 model: cannot sample
+    assert main([*edit, *steps, "--scheduler", "ddim", "--out", str(out)]) == 0
+    ddim = np.asarray(Image.open(out))
+    assert ddim.shape == (32, 32, 3)
+    assert main([*edit, *steps, "--out", str(out)]) == 0  # the default, auto, picks ddim for an x0 model
+    assert np.array_equal(np.asarray(Image.open(out)), ddim)
     assert main(["export", "--ckpt", str(reward_run), "--out", str(tmp_path / "export")]) == 0
     assert (tmp_path / "export" / "unet" / "config.json").is_file()
     assert (tmp_path / "export" / "smartedit.json").is_file()

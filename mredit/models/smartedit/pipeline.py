@@ -13,10 +13,11 @@ from typing import Any
 
 import numpy as np
 import torch
+from diffusers import EulerAncestralDiscreteScheduler
 from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
 
-from mredit.inference.pipeline import BEST_SCORES, NO_FAILURE, build_scheduler
+from mredit.inference.pipeline import AUTO_SCHEDULER, BEST_SCORES, NO_FAILURE, build_scheduler
 from mredit.inference.sizing import fit_image, size_multiple, to_rgb
 
 
@@ -47,7 +48,7 @@ def edit_tensors(
     text_guidance: float | None = None,
     image_guidance: float | None = None,
     seed: int = 0,
-    scheduler: str = "euler_a",
+    scheduler: str = AUTO_SCHEDULER,
 ) -> torch.Tensor:
     """Edit ``source`` ``[B, 3, H, W]`` in [-1, 1]; returns ``[B, 3, H, W]`` in [-1, 1].
 
@@ -80,7 +81,7 @@ def edit_tensors(
     generator = torch.Generator("cpu").manual_seed(seed)
     shape = (batch, vae.config.latent_channels, *image_latents.shape[-2:])
     latents = randn_tensor(shape, generator=generator, device=device, dtype=text.dtype) * sampler.init_noise_sigma
-    step_kwargs = {"generator": generator} if scheduler == "euler_a" else {}
+    step_kwargs = {"generator": generator} if isinstance(sampler, EulerAncestralDiscreteScheduler) else {}
     for t in sampler.timesteps:
         model_input = sampler.scale_model_input(torch.cat([latents] * 3), t)
         model_input = torch.cat([model_input, image_states.to(model_input.dtype)], dim=1)
