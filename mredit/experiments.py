@@ -20,7 +20,9 @@ LightningCLI ``overrides``; ``reuse: <arm>`` evaluates that arm's trained models
 is drawn with seed ``data.seed + s``, so the interval covers both the data draw and the training randomness.
 
 Run: ``python -m mredit.experiments experiments/reward_vs_baseline [--seeds 0 1] [--max-steps N] ...``.
-Every step is cached under ``--out`` (default ``runs/experiments/<name>``): a re-run resumes.
+Every step is cached under ``--out`` (default ``runs/experiments/<name>``): a re-run resumes. A run whose training
+(command, config files, data settings) matches a finished run of a sibling work folder (another experiment under
+``runs/experiments``) shares that run's checkpoints instead of training again.
 """
 
 from __future__ import annotations
@@ -243,7 +245,8 @@ def run_experiment(
                 **experiment.train_settings(trained),
             )
             run_dir = out_dir / "runs" / arm.name / f"seed{seed}"
-            job = None if arm.reuse else workflow.training_job(spec, data.train)
+            # an identical finished run in a sibling experiment's work folder is shared, not trained again
+            job = None if arm.reuse else workflow.training_job(spec, data.train, share_from=out_dir.parent, log=log)
             if job is not None:
                 train_jobs.append(job)
             points = [(spec.max_steps, True, workflow.checkpoint_path(spec), run_dir)]  # the final model, the curve

@@ -223,15 +223,76 @@ def resume_checkpoint(spec: TrainSpec) -> Path:
     return spec.out_dir / "checkpoints" / "last.ckpt"
 
 
-def training_job(spec: TrainSpec, train_shards: str | os.PathLike) -> Job | None:
+def portable_record(record: dict[str, Any], run_dir: Path, train_shards: str | os.PathLike) -> dict[str, Any] | None:
+    """A run record with its own folder and data path replaced by placeholders and the data's settings added, so
+    that the same training in another experiment's folder compares equal (``None``: the data has no done marker)."""
+    data_done = Path(train_shards).parent / DONE_MARKER
+    if not data_done.exists():
+        return None
+    command = [arg.replace(str(run_dir), "<run>").replace(str(train_shards), "<train>") for arg in record["command"]]
+    return {**record, "command": command, "data": json.loads(data_done.read_text())}
+
+
+def _recorded_train_shards(record: dict[str, Any]) -> str | None:
+    prefix = "--data.train_shards="
+    return next((arg.removeprefix(prefix) for arg in record["command"] if arg.startswith(prefix)), None)
+
+
+def find_identical_run(spec: TrainSpec, command: list[str], train_shards, search_root: Path) -> Path | None:
+    """A finished run under ``<search_root>/*/runs/*/seed*`` (other experiments' work folders) that trained the
+    same command, config files and data as ``spec``: the runner shares it instead of training again."""
+    wanted = portable_record(run_record(spec, command), spec.out_dir, train_shards)
+    if wanted is None:
+        return None
+    for recorded in sorted(search_root.glob("*/runs/*/seed*/command.json")):
+        run_dir = recorded.parent
+        if run_dir.resolve() == spec.out_dir.resolve() or not (run_dir / "final.ckpt").exists():
+            continue
+        try:
+            record = json.loads(recorded.read_text())
+            shards = _recorded_train_shards(record)
+            if shards is not None and portable_record(record, run_dir, shards) == wanted:
+                return run_dir
+        except (OSError, ValueError, KeyError, TypeError):  # a half-written or foreign record: not a twin
+            continue
+    return None
+
+
+def share_run(source: Path, spec: TrainSpec, command: list[str]) -> None:
+    """Give ``spec`` the models of the identical finished run in ``source`` (hard links, a copy across file
+    systems) and its own record, so that it counts as trained."""
+    spec.out_dir.mkdir(parents=True, exist_ok=True)
+    final = source / checkpoint_path(spec).name
+    for checkpoint in [final, *(_step_checkpoint(final, step) for step in spec.checkpoint_steps)]:
+        target = spec.out_dir / checkpoint.name
+        target.unlink(missing_ok=True)
+        if not checkpoint.exists():
+            continue
+        try:
+            os.link(checkpoint, target)
+        except OSError:
+            shutil.copy2(checkpoint, target)
+    (spec.out_dir / "shared_from.txt").write_text(f"{source}\n")
+    (spec.out_dir / "command.json").write_text(json.dumps(run_record(spec, command)))
+
+
+def training_job(
+    spec: TrainSpec, train_shards: str | os.PathLike, share_from: Path | None = None, log=print
+) -> Job | None:
     """The job that trains ``spec`` (``None`` when it is already trained with the same command and configs).
 
     A run that was started with this very command and config files and stopped before its end (killed, or its
     machine went away) resumes from its last checkpoint; any other run's checkpoints are deleted first, so that
-    they cannot be resumed by mistake.
+    they cannot be resumed by mistake. ``share_from``: a folder of experiment work folders; a finished identical
+    run found there (``find_identical_run``) is shared instead of trained.
     """
     command = train_command(spec, train_shards)
     if is_trained(spec, command):
+        return None
+    twin = None if share_from is None else find_identical_run(spec, command, train_shards, share_from)
+    if twin is not None:
+        log(f"{spec.name}: sharing the identical finished run {twin}")
+        share_run(twin, spec, command)
         return None
     spec.out_dir.mkdir(parents=True, exist_ok=True)
     checkpoint_path(spec).unlink(missing_ok=True)  # a stale model must not survive a failed re-run

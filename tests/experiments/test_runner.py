@@ -1,6 +1,7 @@
 """The experiment runner's orchestration and aggregation, with the expensive steps replaced by fakes."""
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -80,8 +81,9 @@ def _write_experiment(directory: Path, **extra) -> Path:
 class FakeWorkflow:
     """Records what the runner asks for; 'training' writes the checkpoint, 'editing' nothing, eval a score."""
 
-    def __init__(self, monkeypatch):
+    def __init__(self, monkeypatch, mark_data_done: bool = False):
         self.data_specs, self.data_dirs, self.jobs, self.edits, self.evaluated = [], [], [], [], []
+        self.mark_data_done = mark_data_done  # the real prepare_data's done marker (what shared runs compare)
         monkeypatch.setattr(workflow, "prepare_data", self.prepare_data)
         monkeypatch.setattr(jobs, "run_jobs", self.run_jobs)
         monkeypatch.setattr(workflow, "run_tool", self.run_tool)
@@ -90,6 +92,9 @@ class FakeWorkflow:
     def prepare_data(self, out_dir, spec, log=print):
         self.data_specs.append(spec)
         self.data_dirs.append(Path(out_dir).name)
+        if self.mark_data_done:
+            Path(out_dir).mkdir(parents=True, exist_ok=True)
+            (Path(out_dir) / workflow.DONE_MARKER).write_text(json.dumps(dataclasses.asdict(spec)))
         return workflow.DataPaths(train=Path(out_dir) / "train", test=Path(out_dir) / "test")
 
     def run_jobs(self, jobs, max_parallel=2):
@@ -121,7 +126,7 @@ class FakeWorkflow:
         parts = Path(edits_dir).parts
         at = next(i for i, part in enumerate(parts) if part.startswith("seed"))  # .../<arm>/seed<s>[/curve/step<n>]
         arm, seed = parts[at - 1], int(parts[at].removeprefix("seed"))
-        value = {"baseline": 0.2, "reward": 0.5, "reward_scale_2": 0.6}[arm] + 0.01 * seed
+        value = {"baseline": 0.2, "reward": 0.5, "reward_scale_2": 0.6}.get(arm, 0.3) + 0.01 * seed
         if "curve" in parts:  # an earlier checkpoint scores lower
             value -= 0.1
         Path(out_dir).mkdir(parents=True, exist_ok=True)
@@ -220,6 +225,38 @@ def test_an_arm_restricted_to_some_categories_gets_its_own_data(tmp_path, monkey
     experiment.arms[1].data = {"categories": ["recolour"]}
     with pytest.raises(ValueError, match="categories must be some of"):
         run_experiment(experiment, tmp_path / "work", log=lambda *_: None)
+
+
+def test_an_identical_run_of_another_experiment_is_shared_not_retrained(tmp_path, monkeypatch):
+    fake = FakeWorkflow(monkeypatch, mark_data_done=True)
+    first = load_experiment(_write_experiment(tmp_path / "first", train={"max_steps": 4, "checkpoint_steps": [2]}))
+    run_experiment(first, tmp_path / "runs" / "first", log=lambda *_: None)
+    assert len(fake.jobs) == 4
+    shared_model = tmp_path / "runs/first/runs/reward/seed1/final.ckpt"
+    shared_model.write_text("the first experiment's weights")
+
+    second = load_experiment(_write_experiment(tmp_path / "second", train={"max_steps": 4, "checkpoint_steps": [2]}))
+    second.arms[0].name = "plain"  # same training as first's baseline under another name
+    second.arms[1].overrides = ["--model.init_args.learning_rate=0.002"]  # a different training
+    second.arms[2].reuse = "plain"
+    fake.jobs.clear(), fake.edits.clear()
+    messages = []
+    run_experiment(second, tmp_path / "runs" / "second", log=messages.append)
+    assert sorted(j.name for j in fake.jobs) == ["train reward/seed0", "train reward/seed1"]
+    assert sum("sharing the identical finished run" in m for m in messages) == 2
+    plain = tmp_path / "runs/second/runs/plain/seed1"
+    assert (plain / "final.ckpt").samefile(tmp_path / "runs/first/runs/baseline/seed1/final.ckpt")
+    assert (plain / "step2.ckpt").exists()
+    assert any(e["--model"] == str(plain / "final.ckpt") for e in fake.edits)
+    fake.jobs.clear()
+    run_experiment(second, tmp_path / "runs" / "second", log=lambda *_: None)  # now its own cached run
+    assert fake.jobs == []
+
+    third = load_experiment(_write_experiment(tmp_path / "third", data={"num_train": 9, "num_test": 7}))
+    third.train["max_steps"], third.train["checkpoint_steps"] = 4, [2]
+    fake.jobs.clear()
+    run_experiment(third, tmp_path / "runs" / "third", log=lambda *_: None)
+    assert len(fake.jobs) == 4  # other data: nothing is shared
 
 
 def test_checkpoint_steps_must_lie_inside_the_run(tmp_path):
