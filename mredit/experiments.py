@@ -20,9 +20,9 @@ LightningCLI ``overrides``; ``reuse: <arm>`` evaluates that arm's trained models
 is drawn with seed ``data.seed + s``, so the interval covers both the data draw and the training randomness.
 
 Run: ``python -m mredit.experiments experiments/reward_vs_baseline [--seeds 0 1] [--max-steps N] ...``.
-Every step is cached under ``--out`` (default ``runs/experiments/<name>``): a re-run resumes. A run whose training
-(command, config files, data settings) matches a finished run of a sibling work folder (another experiment under
-``runs/experiments``) shares that run's checkpoints instead of training again.
+Every step is cached under ``--out`` (default ``runs/experiments/<name>``): a re-run resumes. Data made with the same
+settings in a sibling work folder (another experiment under ``runs/experiments``) is copied, and a run whose
+training (command, config files, data settings) matches a finished run there shares its checkpoints.
 """
 
 from __future__ import annotations
@@ -233,7 +233,7 @@ def run_experiment(
             data_name = f"n{data_spec.num_train}_r{data_spec.resolution}_c{data_spec.corrupt_rate:g}_s{data_spec.seed}"
             if data_spec.categories:
                 data_name += "_" + "-".join(data_spec.categories)
-            data = workflow.prepare_data(out_dir / "data" / data_name, data_spec, log=log)
+            data = workflow.prepare_data(out_dir / "data" / data_name, data_spec, log=log, share_from=out_dir.parent)
             spec = TrainSpec(
                 name=f"{trained.name}/seed{seed}",
                 configs=trained.configs,

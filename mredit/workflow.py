@@ -106,8 +106,10 @@ def _mark_done(path: Path, spec: dict[str, Any]) -> None:
     (path / DONE_MARKER).write_text(json.dumps(spec, indent=1))
 
 
-def prepare_data(out_dir: str | os.PathLike, spec: DataSpec, log=print) -> DataPaths:
-    """Synthesise, annotate with the oracle and join the rewards; cached in ``out_dir`` for the same spec."""
+def prepare_data(out_dir: str | os.PathLike, spec: DataSpec, log=print, share_from: Path | None = None) -> DataPaths:
+    """Synthesise, annotate with the oracle and join the rewards; cached in ``out_dir`` for the same spec.
+    ``share_from``: a folder of experiment work folders; data made with the same spec in one of them
+    (``<share_from>/*/data/*``) is copied instead of made again."""
     out_dir = Path(out_dir)
     paths = DataPaths(train=out_dir / "train", test=out_dir / "test")
     settings = asdict(spec)
@@ -115,6 +117,15 @@ def prepare_data(out_dir: str | os.PathLike, spec: DataSpec, log=print) -> DataP
         settings.pop("categories")
     if _done(out_dir, settings):
         log(f"data: reusing {out_dir}")
+        return paths
+    twins = [] if share_from is None else sorted(share_from.glob(f"*/data/*/{DONE_MARKER}"))
+    twin = next(
+        (m.parent for m in twins if m.parent.resolve() != out_dir.resolve() and _done(m.parent, settings)), None
+    )
+    if twin is not None:
+        log(f"data: copying the same data from {twin}")
+        shutil.rmtree(out_dir, ignore_errors=True)
+        shutil.copytree(twin, out_dir)  # copies, not links: a later spec change rewrites this folder in place
         return paths
     common = f"--resolution {spec.resolution} --seed {spec.seed} --shard-size {spec.shard_size}".split()
     if spec.categories is not None:
@@ -301,6 +312,9 @@ def training_job(
         argv = [*command, "--ckpt_path=last"]
     else:
         shutil.rmtree(resume_checkpoint(spec).parent, ignore_errors=True)
+        # unlinked, not overwritten later: a shared run's checkpoints are hard links to another run's files
+        for stale in spec.out_dir.glob("step*.ckpt"):
+            stale.unlink()
         (spec.out_dir / "command.json").write_text(json.dumps(run_record(spec, command)))
     return Job(f"train {spec.name}", argv, spec.out_dir / "train.log", spec.out_dir / "progress.json", spec.max_steps)
 

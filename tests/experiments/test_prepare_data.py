@@ -3,6 +3,8 @@
 import json
 from dataclasses import asdict
 
+import pytest
+
 from mredit import workflow
 from mredit.data.shards import read_manifest
 from mredit.workflow import DataSpec
@@ -25,3 +27,23 @@ def test_a_cache_made_before_categories_existed_is_reused(tmp_path):
     messages = []
     workflow.prepare_data(tmp_path, spec, log=messages.append)
     assert messages == [f"data: reusing {tmp_path}"]
+
+
+def test_the_same_data_in_a_sibling_work_folder_is_copied_not_made_again(tmp_path, monkeypatch):
+    spec = DataSpec(num_train=12, num_test=6, resolution=16)
+    made = workflow.prepare_data(tmp_path / "first" / "data" / "d", spec, log=lambda *_: None)
+
+    def no_tools(argv, log_path=None):
+        raise AssertionError(f"made the data again: {argv}")
+
+    monkeypatch.setattr(workflow, "run_tool", no_tools)
+    messages = []
+    copy = workflow.prepare_data(tmp_path / "second" / "data" / "d", spec, log=messages.append, share_from=tmp_path)
+    assert messages == [f"data: copying the same data from {tmp_path / 'first' / 'data' / 'd'}"]
+    assert read_manifest(copy.train) == read_manifest(made.train)
+    shard = next(made.train.glob("*.tar"))
+    assert not (copy.train / shard.name).samefile(shard)  # a copy: rewriting one cannot change the other
+    assert workflow.prepare_data(copy.train.parent, spec, log=messages.append) == copy  # now its own cache
+    assert messages[-1] == f"data: reusing {copy.train.parent}"
+    with pytest.raises(AssertionError, match="made the data again"):  # other settings: nothing to share
+        workflow.prepare_data(tmp_path / "third", DataSpec(num_train=13, num_test=6), share_from=tmp_path)

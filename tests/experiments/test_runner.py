@@ -89,7 +89,7 @@ class FakeWorkflow:
         monkeypatch.setattr(workflow, "run_tool", self.run_tool)
         monkeypatch.setattr(workflow, "evaluate", self.evaluate)
 
-    def prepare_data(self, out_dir, spec, log=print):
+    def prepare_data(self, out_dir, spec, log=print, share_from=None):
         self.data_specs.append(spec)
         self.data_dirs.append(Path(out_dir).name)
         if self.mark_data_done:
@@ -106,9 +106,9 @@ class FakeWorkflow:
             monitor = json.loads(next(a for a in job.argv if "TrainingMonitor" in a).split("+=", 1)[1])["init_args"]
             ckpt = Path(monitor["checkpoint_path"])
             ckpt.parent.mkdir(parents=True, exist_ok=True)
-            ckpt.write_text("weights")
+            ckpt.write_text(f"weights of {job.name}")  # in place, as Lightning's save_checkpoint writes
             for step in monitor.get("save_at_steps", []):
-                ckpt.with_name(f"step{step}.ckpt").write_text("weights")
+                ckpt.with_name(f"step{step}.ckpt").write_text(f"weights of {job.name}")
 
     def edit(self, job):
         argv = job.argv[job.argv.index("edit") :]
@@ -251,6 +251,12 @@ def test_an_identical_run_of_another_experiment_is_shared_not_retrained(tmp_path
     fake.jobs.clear()
     run_experiment(second, tmp_path / "runs" / "second", log=lambda *_: None)  # now its own cached run
     assert fake.jobs == []
+    second.arms[0].overrides = ["--model.init_args.ema_decay=0.99"]  # retrain plain: the shared files stay intact
+    run_experiment(second, tmp_path / "runs" / "second", log=lambda *_: None)
+    assert sorted(j.name for j in fake.jobs) == ["train plain/seed0", "train plain/seed1"]
+    assert (plain / "step2.ckpt").read_text() == "weights of train plain/seed1"
+    first_step = tmp_path / "runs/first/runs/baseline/seed1/step2.ckpt"
+    assert first_step.read_text() == "weights of train baseline/seed1"
 
     third = load_experiment(_write_experiment(tmp_path / "third", data={"num_train": 9, "num_test": 7}))
     third.train["max_steps"], third.train["checkpoint_steps"] = 4, [2]
