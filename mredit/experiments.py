@@ -39,7 +39,7 @@ from typing import Any, NamedTuple
 
 import yaml
 
-from mredit import jobs, workflow
+from mredit import jobs, sharing, workflow
 from mredit.reports import format_aggregate_table, format_experiment_results, replace_between_markers
 from mredit.schema import PERSPECTIVES
 from mredit.stats import mean_confidence_interval
@@ -233,7 +233,8 @@ def run_experiment(
             data_name = f"n{data_spec.num_train}_r{data_spec.resolution}_c{data_spec.corrupt_rate:g}_s{data_spec.seed}"
             if data_spec.categories:
                 data_name += "_" + "-".join(data_spec.categories)
-            data = workflow.prepare_data(out_dir / "data" / data_name, data_spec, log=log, share_from=out_dir.parent)
+            sharing.copy_identical_data(out_dir / "data" / data_name, data_spec, out_dir.parent, log=log)
+            data = workflow.prepare_data(out_dir / "data" / data_name, data_spec, log=log)
             spec = TrainSpec(
                 name=f"{trained.name}/seed{seed}",
                 configs=trained.configs,
@@ -245,8 +246,9 @@ def run_experiment(
                 **experiment.train_settings(trained),
             )
             run_dir = out_dir / "runs" / arm.name / f"seed{seed}"
-            # an identical finished run in a sibling experiment's work folder is shared, not trained again
-            job = None if arm.reuse else workflow.training_job(spec, data.train, share_from=out_dir.parent, log=log)
+            if not arm.reuse:  # an identical finished run of a sibling experiment is shared, not trained again
+                sharing.share_identical_run(spec, data.train, out_dir.parent, log=log)
+            job = None if arm.reuse else workflow.training_job(spec, data.train)
             if job is not None:
                 train_jobs.append(job)
             points = [(spec.max_steps, True, workflow.checkpoint_path(spec), run_dir)]  # the final model, the curve

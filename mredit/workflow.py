@@ -97,7 +97,7 @@ def run_tool(argv: Sequence[str], log_path: str | os.PathLike | None = None) -> 
         raise RuntimeError(f"'mredit {' '.join(argv)}' failed with exit code {code}")
 
 
-def _done(path: Path, spec: dict[str, Any]) -> bool:
+def is_done(path: Path, spec: dict[str, Any]) -> bool:
     marker = path / DONE_MARKER
     return marker.exists() and json.loads(marker.read_text()) == json.loads(json.dumps(spec))  # tuples -> lists
 
@@ -106,26 +106,21 @@ def _mark_done(path: Path, spec: dict[str, Any]) -> None:
     (path / DONE_MARKER).write_text(json.dumps(spec, indent=1))
 
 
-def prepare_data(out_dir: str | os.PathLike, spec: DataSpec, log=print, share_from: Path | None = None) -> DataPaths:
-    """Synthesise, annotate with the oracle and join the rewards; cached in ``out_dir`` for the same spec.
-    ``share_from``: a folder of experiment work folders; data made with the same spec in one of them
-    (``<share_from>/*/data/*``) is copied instead of made again."""
-    out_dir = Path(out_dir)
-    paths = DataPaths(train=out_dir / "train", test=out_dir / "test")
+def data_settings(spec: DataSpec) -> dict[str, Any]:
+    """What a data folder's done marker holds."""
     settings = asdict(spec)
     if spec.categories is None:  # the caches made before the field existed stay valid
         settings.pop("categories")
-    if _done(out_dir, settings):
+    return settings
+
+
+def prepare_data(out_dir: str | os.PathLike, spec: DataSpec, log=print) -> DataPaths:
+    """Synthesise, annotate with the oracle and join the rewards; cached in ``out_dir`` for the same spec."""
+    out_dir = Path(out_dir)
+    paths = DataPaths(train=out_dir / "train", test=out_dir / "test")
+    settings = data_settings(spec)
+    if is_done(out_dir, settings):
         log(f"data: reusing {out_dir}")
-        return paths
-    twins = [] if share_from is None else sorted(share_from.glob(f"*/data/*/{DONE_MARKER}"))
-    twin = next(
-        (m.parent for m in twins if m.parent.resolve() != out_dir.resolve() and _done(m.parent, settings)), None
-    )
-    if twin is not None:
-        log(f"data: copying the same data from {twin}")
-        shutil.rmtree(out_dir, ignore_errors=True)
-        shutil.copytree(twin, out_dir)  # copies, not links: a later spec change rewrites this folder in place
         return paths
     common = f"--resolution {spec.resolution} --seed {spec.seed} --shard-size {spec.shard_size}".split()
     if spec.categories is not None:
@@ -234,76 +229,15 @@ def resume_checkpoint(spec: TrainSpec) -> Path:
     return spec.out_dir / "checkpoints" / "last.ckpt"
 
 
-def portable_record(record: dict[str, Any], run_dir: Path, train_shards: str | os.PathLike) -> dict[str, Any] | None:
-    """A run record with its own folder and data path replaced by placeholders and the data's settings added, so
-    that the same training in another experiment's folder compares equal (``None``: the data has no done marker)."""
-    data_done = Path(train_shards).parent / DONE_MARKER
-    if not data_done.exists():
-        return None
-    command = [arg.replace(str(run_dir), "<run>").replace(str(train_shards), "<train>") for arg in record["command"]]
-    return {**record, "command": command, "data": json.loads(data_done.read_text())}
-
-
-def _recorded_train_shards(record: dict[str, Any]) -> str | None:
-    prefix = "--data.train_shards="
-    return next((arg.removeprefix(prefix) for arg in record["command"] if arg.startswith(prefix)), None)
-
-
-def find_identical_run(spec: TrainSpec, command: list[str], train_shards, search_root: Path) -> Path | None:
-    """A finished run under ``<search_root>/*/runs/*/seed*`` (other experiments' work folders) that trained the
-    same command, config files and data as ``spec``: the runner shares it instead of training again."""
-    wanted = portable_record(run_record(spec, command), spec.out_dir, train_shards)
-    if wanted is None:
-        return None
-    for recorded in sorted(search_root.glob("*/runs/*/seed*/command.json")):
-        run_dir = recorded.parent
-        if run_dir.resolve() == spec.out_dir.resolve() or not (run_dir / "final.ckpt").exists():
-            continue
-        try:
-            record = json.loads(recorded.read_text())
-            shards = _recorded_train_shards(record)
-            if shards is not None and portable_record(record, run_dir, shards) == wanted:
-                return run_dir
-        except (OSError, ValueError, KeyError, TypeError):  # a half-written or foreign record: not a twin
-            continue
-    return None
-
-
-def share_run(source: Path, spec: TrainSpec, command: list[str]) -> None:
-    """Give ``spec`` the models of the identical finished run in ``source`` (hard links, a copy across file
-    systems) and its own record, so that it counts as trained."""
-    spec.out_dir.mkdir(parents=True, exist_ok=True)
-    final = source / checkpoint_path(spec).name
-    for checkpoint in [final, *(_step_checkpoint(final, step) for step in spec.checkpoint_steps)]:
-        target = spec.out_dir / checkpoint.name
-        target.unlink(missing_ok=True)
-        if not checkpoint.exists():
-            continue
-        try:
-            os.link(checkpoint, target)
-        except OSError:
-            shutil.copy2(checkpoint, target)
-    (spec.out_dir / "shared_from.txt").write_text(f"{source}\n")
-    (spec.out_dir / "command.json").write_text(json.dumps(run_record(spec, command)))
-
-
-def training_job(
-    spec: TrainSpec, train_shards: str | os.PathLike, share_from: Path | None = None, log=print
-) -> Job | None:
+def training_job(spec: TrainSpec, train_shards: str | os.PathLike) -> Job | None:
     """The job that trains ``spec`` (``None`` when it is already trained with the same command and configs).
 
     A run that was started with this very command and config files and stopped before its end (killed, or its
     machine went away) resumes from its last checkpoint; any other run's checkpoints are deleted first, so that
-    they cannot be resumed by mistake. ``share_from``: a folder of experiment work folders; a finished identical
-    run found there (``find_identical_run``) is shared instead of trained.
+    they cannot be resumed by mistake.
     """
     command = train_command(spec, train_shards)
     if is_trained(spec, command):
-        return None
-    twin = None if share_from is None else find_identical_run(spec, command, train_shards, share_from)
-    if twin is not None:
-        log(f"{spec.name}: sharing the identical finished run {twin}")
-        share_run(twin, spec, command)
         return None
     spec.out_dir.mkdir(parents=True, exist_ok=True)
     checkpoint_path(spec).unlink(missing_ok=True)  # a stale model must not survive a failed re-run
@@ -404,7 +338,7 @@ def edit_job(
 
 def edits_done(out_dir: str | os.PathLike, checkpoint: str | os.PathLike, spec: EditSpec, resolution: int) -> bool:
     """True when ``out_dir`` holds the edits of this very checkpoint file with these settings."""
-    return Path(checkpoint).exists() and _done(Path(out_dir), _edit_settings(checkpoint, spec, resolution))
+    return Path(checkpoint).exists() and is_done(Path(out_dir), _edit_settings(checkpoint, spec, resolution))
 
 
 def evaluate(edits_dir: str | os.PathLike, test_shards: str | os.PathLike, out_dir: str | os.PathLike) -> dict:

@@ -5,7 +5,7 @@ from dataclasses import asdict
 
 import pytest
 
-from mredit import workflow
+from mredit import sharing, workflow
 from mredit.data.shards import read_manifest
 from mredit.workflow import DataSpec
 
@@ -38,12 +38,15 @@ def test_the_same_data_in_a_sibling_work_folder_is_copied_not_made_again(tmp_pat
 
     monkeypatch.setattr(workflow, "run_tool", no_tools)
     messages = []
-    copy = workflow.prepare_data(tmp_path / "second" / "data" / "d", spec, log=messages.append, share_from=tmp_path)
+    assert sharing.copy_identical_data(tmp_path / "second" / "data" / "d", spec, tmp_path, log=messages.append)
+    copy = workflow.prepare_data(tmp_path / "second" / "data" / "d", spec, log=lambda *_: None)
     assert messages == [f"data: copying the same data from {tmp_path / 'first' / 'data' / 'd'}"]
     assert read_manifest(copy.train) == read_manifest(made.train)
     shard = next(made.train.glob("*.tar"))
     assert not (copy.train / shard.name).samefile(shard)  # a copy: rewriting one cannot change the other
     assert workflow.prepare_data(copy.train.parent, spec, log=messages.append) == copy  # now its own cache
     assert messages[-1] == f"data: reusing {copy.train.parent}"
+    other = DataSpec(num_train=13, num_test=6)
+    assert not sharing.copy_identical_data(tmp_path / "third", other, tmp_path)
     with pytest.raises(AssertionError, match="made the data again"):  # other settings: nothing to share
-        workflow.prepare_data(tmp_path / "third", DataSpec(num_train=13, num_test=6), share_from=tmp_path)
+        workflow.prepare_data(tmp_path / "third", other)

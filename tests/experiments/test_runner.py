@@ -89,7 +89,7 @@ class FakeWorkflow:
         monkeypatch.setattr(workflow, "run_tool", self.run_tool)
         monkeypatch.setattr(workflow, "evaluate", self.evaluate)
 
-    def prepare_data(self, out_dir, spec, log=print, share_from=None):
+    def prepare_data(self, out_dir, spec, log=print):
         self.data_specs.append(spec)
         self.data_dirs.append(Path(out_dir).name)
         if self.mark_data_done:
