@@ -248,9 +248,9 @@ def run_experiment(
             run_dir = out_dir / "runs" / arm.name / f"seed{seed}"
             if not arm.reuse:  # an identical finished run of a sibling experiment is shared, not trained again
                 sharing.share_identical_run(spec, data.train, out_dir.parent, log=log)
-            job = None if arm.reuse else workflow.training_job(spec, data.train)
-            if job is not None:
-                train_jobs.append(job)
+                job = workflow.training_job(spec, data.train)
+                if job is not None:
+                    train_jobs.append(job)
             points = [(spec.max_steps, True, workflow.checkpoint_path(spec), run_dir)]  # the final model, the curve
             points += [
                 (step, False, workflow.step_checkpoint_path(spec, step), run_dir / "curve" / f"step{step}")
