@@ -340,6 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--num-test", type=int, help="override the number of test edits")
     parser.add_argument("--edit-steps", type=int, help="override the sampling steps")
     parser.add_argument("--parallel", type=int, help="runs side by side (one thread each)")
+    parser.add_argument("--reference", help="pair the differences with this arm instead of the config's reference")
     parser.add_argument(
         "--final-only",
         action="store_true",
@@ -354,6 +355,11 @@ def main(argv: list[str] | None = None) -> int:
             experiment.arms = select_arms(experiment.arms, args.arms)
         if args.parallel:
             experiment.parallel = args.parallel
+        if args.reference:
+            names = [arm.name for arm in experiment.arms]
+            if args.reference not in names:
+                raise ValueError(f"--reference '{args.reference}' is not a selected arm ({', '.join(names)})")
+            experiment.reference = args.reference
         for section, key, value in (
             ("train", "max_steps", args.max_steps),
             ("train", "batch_size", args.batch_size),

@@ -379,6 +379,20 @@ def test_cli_reports_errors_in_one_line(tmp_path, capsys):
     assert "experiment config not found" in capsys.readouterr().err
 
 
+def test_cli_reference_pairs_the_selected_arms_with_another_arm(tmp_path, monkeypatch, capsys):
+    FakeWorkflow(monkeypatch)
+    exp = _write_experiment(tmp_path / "exp")
+    argv = [str(exp), "--out", str(tmp_path / "work"), "--arms", "reward_scale_2", "--seeds", "0"]
+    assert experiments.main([*argv, "--reference", "reward"]) == 0
+    differences = json.loads((exp / "results.json").read_text())["differences"]
+    assert list(differences) == ["reward_scale_2"]  # the config's reference, baseline, is not selected
+    assert differences["reward_scale_2"]["following"]["yes_rate"]["mean"] == pytest.approx(0.1)
+    assert "Paired differences to `reward`" in (exp / "README.md").read_text()
+
+    assert experiments.main([*argv, "--reference", "baseline"]) == 1
+    assert "--reference 'baseline' is not a selected arm (reward, reward_scale_2)" in capsys.readouterr().err
+
+
 def test_edit_arguments_follow_the_edit_cli():
     args = workflow.edit_args("m.ckpt", "test", "out", workflow.EditSpec(reward_scale=2.0), resolution=16)
     options = dict(zip(args[1::2], args[2::2]))
