@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
-CONFIG ?= insp2p_tiny
+CONFIG ?= ip2p_tiny
 ARGS ?=
 TORCH_CPU_VERSION ?= 2.13.0
 PYTEST_ARGS ?=
@@ -38,14 +38,14 @@ format: install ## apply ruff fixes and formatting
 synth: install ## the synthetic shards the tiny configs read (data/synth and data/synth_reward)
 	$(VENV)/bin/mredit data synth --out data/synth/train --split train --num 2000
 	$(VENV)/bin/mredit data synth --out data/synth/val --split test --num 64 --seed 1
-	$(VENV)/bin/mredit data synth --out data/synth_reward/train --split train --num 2000 --with-rewards
-	$(VENV)/bin/mredit data synth --out data/synth_reward/val --split test --num 64 --seed 1 --with-rewards
+	$(VENV)/bin/mredit data synth --out data/synth_reward/train --split train --num 2000 --with_rewards true
+	$(VENV)/bin/mredit data synth --out data/synth_reward/val --split test --num 64 --seed 1 --with_rewards true
 
 train: install ## train: make train CONFIG=<name> [ARGS="--trainer.max_steps=10"]
 	$(VENV)/bin/mredit fit --config configs/$(CONFIG).yaml $(ARGS)
 
 demo: install ## the whole method on the synthetic world, CPU only (see README)
-	$(VENV)/bin/python -m mredit.demo $(ARGS)
+	$(VENV)/bin/python -m mredit.lab.demo $(ARGS)
 
 clean: ## remove caches and run outputs (keeps .venv)
 	rm -rf .pytest_cache .ruff_cache lightning_logs reports/demo runs

@@ -1,4 +1,4 @@
-"""Judge throughput against the local OpenAI-compatible server (tests/judge/fake_server.py) with 50 ms latency.
+"""Judge throughput against the local OpenAI-compatible server (tests/helpers/fake_server.py) with 50 ms latency.
 
 The bound at concurrency C and latency L is C / L requests/s (32 / 0.05 s = 640/s); the goal is >= 80% of it,
 i.e. the client's per-request work (image encoding, JSON, the SDK) must not be the bottleneck. Two figures:
@@ -64,7 +64,7 @@ def main() -> None:
     server = subprocess.Popen(
         [
             sys.executable,
-            str(REPO / "tests/judge/fake_server.py"),
+            str(REPO / "tests/helpers/fake_server.py"),
             "--latency",
             str(args.latency),
             "--api-key",

@@ -24,7 +24,7 @@ from sample import components
 from mredit.conditioning.base import FeedbackEmbedding
 from mredit.conditioning.feedback import encode_feedback
 from mredit.conditioning.registry import build_conditioner
-from mredit.models.instruct_pix2pix import InstructPix2PixModule
+from mredit.models.ip2p import InstructPix2PixModule
 
 
 def save_components(parts, folder: Path) -> None:

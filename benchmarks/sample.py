@@ -19,8 +19,8 @@ from diffusers import AutoencoderKL, EulerAncestralDiscreteScheduler, StableDiff
 from PIL import Image
 
 from mredit.conditioning.official import OfficialRewardConditioner
-from mredit.inference.pipeline import RewardEditPipeline
 from mredit.models.components import build_tiny_components
+from mredit.pipelines.reward_edit import RewardEditPipeline
 
 TINY_KL = dict(
     block_out_channels=[16, 32],

@@ -6,9 +6,9 @@ CPU (default): the tiny model; the goal is Lightning / plain >= 0.97 (the framew
 
 GPU (``--gpu``): the published SD1.5 UNet config (8 input channels, random weights) with the SD VAE and CLIP-L
 configs (random weights), 256 px, bf16 autocast; prints images/s, MFU and peak memory. ``--precomputed``
-feeds latent batches (no VAE/CLIP in the step). FLOPs per sample are the measured counts of
-``/work/shared/reference/perf.md`` §1: UNet fwd+bwd 537.39 GF at 32x32 latents, VAE encoder 272.72 GF per
-256 px image (two per sample), CLIP-L text 13.30 GF; MFU = FLOPs/s / peak (dense bf16, 989.4 TFLOP/s H100).
+feeds latent batches (no VAE/CLIP in the step). FLOPs per sample are fixed counts, and docs/benchmarks.md says
+how they were counted: UNet fwd+bwd 537.39 GF at 32x32 latents, VAE encoder 272.72 GF per 256 px image (two per
+sample), CLIP-L text 13.30 GF; MFU = FLOPs/s / peak (dense bf16, 989.4 TFLOP/s H100).
 
     python benchmarks/train_step.py --gpu --batch-size 32 --steps 50 [--compile] [--channels-last]
 """
@@ -21,7 +21,7 @@ import time
 import lightning.pytorch as pl
 import torch
 
-from mredit.models.instruct_pix2pix import InstructPix2PixModule
+from mredit.models.ip2p import InstructPix2PixModule
 
 UNET_FWD_BWD_GF, VAE_ENCODE_GF, CLIP_TEXT_GF = 537.39, 272.72, 13.30
 SD15_UNET = {

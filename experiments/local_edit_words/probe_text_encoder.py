@@ -14,7 +14,7 @@ import itertools
 
 import torch
 
-from mredit.models.instruct_pix2pix import InstructPix2PixModule
+from mredit.models.ip2p import InstructPix2PixModule
 
 COLORS = ("red", "blue", "green", "yellow", "purple", "orange", "pink", "cyan", "brown", "white", "black", "gray")
 FAMILIES = {

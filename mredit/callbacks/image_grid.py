@@ -1,6 +1,7 @@
 """Validation previews: a grid of rows ``source | edit at rewards (5,5,5) | target``.
 
-Made from the first validation batch on rank 0 (the module's EMA weights are swapped in during validation),
+Made from the first validation batch on rank 0 with the module's ``edit_tensors`` (the shared sampling
+pipeline; the module's EMA weights are swapped in during validation),
 at most once every ``every_n_steps`` optimizer steps. Saved as ``<log_dir>/previews/step_<6-digit step>.png``
 and sent to a W&B or TensorBoard logger when one is configured.
 """
@@ -15,8 +16,6 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 from PIL import Image
 
-from mredit.models.preview import sample_edits
-
 
 def to_uint8_grid(columns: list[torch.Tensor]) -> torch.Tensor:
     """Columns of ``[B, 3, H, W]`` images in [-1, 1] -> one ``[H*B, W*len(columns), 3]`` uint8 image."""
@@ -25,10 +24,26 @@ def to_uint8_grid(columns: list[torch.Tensor]) -> torch.Tensor:
 
 
 class ValidationImageGrid(pl.Callback):
-    def __init__(self, every_n_steps: int = 500, num_images: int = 4, num_inference_steps: int = 10) -> None:
+    """Args:
+    every_n_steps: at most one grid per this many optimizer steps.
+    num_images: rows of the grid.
+    num_inference_steps: DDIM steps of the previews.
+    text_guidance_scale, image_guidance_scale: 1.0 (the default) samples without guidance, showing what the
+        network itself learned (guidance ruins the outputs of small models early in training).
+    """
+
+    def __init__(
+        self,
+        every_n_steps: int = 500,
+        num_images: int = 4,
+        num_inference_steps: int = 10,
+        text_guidance_scale: float = 1.0,
+        image_guidance_scale: float = 1.0,
+    ) -> None:
         if every_n_steps < 1 or num_images < 1 or num_inference_steps < 1:
             raise ValueError("ValidationImageGrid: every_n_steps, num_images and num_inference_steps must be >= 1")
         self.every_n_steps, self.num_images, self.num_inference_steps = every_n_steps, num_images, num_inference_steps
+        self.text_guidance_scale, self.image_guidance_scale = text_guidance_scale, image_guidance_scale
         self.last_step: int | None = None
         self.last_path: str | None = None
 
@@ -48,7 +63,14 @@ class ValidationImageGrid(pl.Callback):
         self.last_step = step
         n = min(self.num_images, batch["source"].shape[0])
         source, target = batch["source"][:n], batch["target"][:n]
-        edits = sample_edits(pl_module, source, batch["instruction"][:n], num_inference_steps=self.num_inference_steps)
+        edits = pl_module.edit_tensors(
+            source,
+            batch["instruction"][:n],
+            scheduler="ddim",
+            num_inference_steps=self.num_inference_steps,
+            text_guidance_scale=self.text_guidance_scale,
+            image_guidance_scale=self.image_guidance_scale,
+        )
         grid = to_uint8_grid([source.float().cpu(), edits.cpu(), target.float().cpu()])
         self.last_path = self._save(trainer, grid, step)
         caption = " / ".join(batch["instruction"][:n])

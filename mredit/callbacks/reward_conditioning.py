@@ -1,7 +1,10 @@
 """The callback that turns a baseline editing module into a multi-reward-conditioned one.
 
 It builds the conditioner in ``setup`` (before optimizers, DDP wrapping and checkpoint restore) from the
-module's UNet config and text-encoder width, and attaches it. The same config without this callback is the
+module's UNet config and text-encoder width, and attaches it. Callbacks' ``setup`` runs before Lightning's
+``configure_model``, so it calls the module's ``configure_model()`` first (idempotent by Lightning's contract): a
+module that builds its parts there (SmartEdit) has its UNet then; for one that builds them in ``__init__``
+(InstructPix2Pix) the inherited hook does nothing. The same config without this callback is the
 no-reward baseline. Nothing here is backbone-specific: any module with the ``RewardConditionedMixin``,
 ``unet`` and ``text_encoder`` works.
 """
@@ -54,6 +57,7 @@ class RewardConditioning(pl.Callback):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if not hasattr(pl_module, "attach_reward_conditioner"):
             raise ValueError(f"{type(pl_module).__name__} has no RewardConditionedMixin: cannot attach a conditioner")
+        pl_module.configure_model()  # the UNet must exist to size the conditioner
         conditioner = build_conditioner(
             self.variant,
             unet_config=pl_module.unet.config,

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from diffusers.configuration_utils import register_to_config
 from diffusers.models.embeddings import TimestepEmbedding, Timesteps
+from diffusers.models.modeling_utils import ModelMixin  # noqa: F401  diffusers' loader looks the base class up here
 from torch import nn
 
 from mredit.conditioning.base import FeedbackEmbedding, RewardCondition, RewardConditioner, check_switches, unet_dims

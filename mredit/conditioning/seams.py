@@ -1,12 +1,13 @@
 """How a ``RewardCondition`` reaches a stock diffusers ``UNet2DConditionModel`` without forking it.
 
-Two public PyTorch seams, both forward hooks that live only for the duration of one UNet call:
+Public PyTorch seams, forward hooks that live only for the duration of one UNet call:
 
 - a hook on ``unet.time_embedding`` adds ``condition.time_emb`` to its output. For SD1.5 (no class
   embedding, no ``time_embed_act``) this is exactly the official ``emb = TE(t) + u_T + v_T``, and the
   result is the ``temb`` that every ResnetBlock2D of the down, mid and up blocks consumes;
 - a hook on ``unet.conv_in`` replaces its output ``h0`` with ``h0 + condition.latent(h0)``: the latent
-  reward encoder sits right after the input convolution, before the first skip connection.
+  reward encoder sits right after the input convolution, before the first skip connection;
+- ``conv_in_residual`` adds a given feature map to the same ``conv_in`` output (SmartEdit's BIM feature).
 
 The UNet's module tree, config and state-dict keys stay untouched, so a baseline and a reward model share
 one UNet class and a UNet exported from either loads in stock diffusers. Outside the context the UNet is a
@@ -56,3 +57,24 @@ def reward_conditioning(unet: nn.Module, condition: RewardCondition | None) -> I
     finally:
         for handle in handles:
             handle.remove()
+
+
+@contextmanager
+def conv_in_residual(unet: nn.Module, residual: torch.Tensor | None) -> Iterator[None]:
+    """Within the block, ``residual`` ``[B, C, H, W]`` is added to ``unet.conv_in``'s output (SmartEdit's BIM
+    feature v_sp); None: no-op. Entered before ``reward_conditioning``, its hook runs first:
+    ``h = conv_in(x) + residual``, then ``h + reward_latent(h)``."""
+    if residual is None:
+        yield
+        return
+
+    def add(_module: nn.Module, _inputs: tuple, h0: torch.Tensor) -> torch.Tensor:
+        if residual.shape != h0.shape:
+            raise ValueError(f"conv_in residual {tuple(residual.shape)} does not match conv_in {tuple(h0.shape)}")
+        return h0 + residual.to(h0.dtype)
+
+    handle = unet.conv_in.register_forward_hook(add)
+    try:
+        yield
+    finally:
+        handle.remove()

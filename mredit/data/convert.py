@@ -2,24 +2,21 @@
 
 Examples::
 
-    mredit data convert --from ip2p-folder --src clip-filtered-dataset --out shards/ip2p --seeds first \\
+    mredit data convert --src_format ip2p-folder --src clip-filtered-dataset --out shards/ip2p --seeds first \\
         --rewards RewardEdit20K.json
-    mredit data convert --from ip2p-parquet --src hf/instructpix2pix/data --out shards/ip2p --image-format jpg
-    mredit data convert --from magicbrush --src MagicBrush/data/dev-00000-of-00001.parquet --out shards/mb-dev
-    mredit data convert --from shards --src shards/synth --rewards annotations.jsonl --out shards/synth-judged
+    mredit data convert --src_format ip2p-parquet --src hf/instructpix2pix/data --out shards/ip2p --image_format jpg
+    mredit data convert --src_format magicbrush --src MagicBrush/data/dev-00000-of-00001.parquet --out shards/mb-dev
+    mredit data convert --src_format shards --src shards/synth --rewards annotations.jsonl --out shards/synth-judged
 """
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import logging
-import shlex
-import sys
 from pathlib import Path
 from typing import Any
 
-from mredit.data.formats import FORMAT_NAMES, BadRecord, reader_for
+from mredit.data.formats import BadRecord, reader_for
 from mredit.data.rewards import RewardJoiner, load_rewards
 from mredit.data.shards import MANIFEST_NAME, ShardSetWriter, read_manifest
 
@@ -28,8 +25,8 @@ SHOWN_KEYS = 5  # how many keys of each problem list are printed; the manifest h
 
 
 def convert(
-    fmt: str,
-    src: list[str],
+    src_format: str,
+    src: str | list[str],
     out: str | Path,
     shard_size: int = 1000,
     image_format: str = "png",
@@ -39,17 +36,23 @@ def convert(
     prefix: str = "shard",
     command: str | None = None,
 ) -> dict[str, Any]:
-    """Convert ``src`` (in format ``fmt``) into shards under ``out``; return the manifest written there."""
+    """Convert ``src`` (in format ``src_format``, one of ``FORMAT_NAMES``) into shards under ``out``; return the
+    manifest written there. Unusable source records are skipped and listed in the manifest's provenance."""
     out = Path(out)
+    src = [src] if isinstance(src, str) else [str(s) for s in src]
     resolved_src = [str(Path(s).resolve()) if Path(s).exists() else s for s in src]
     if (out / MANIFEST_NAME).exists() and any(Path(s).resolve() == out.resolve() for s in src if Path(s).exists()):
         raise ValueError(f"--out {out} is the same as the source; write the converted shards elsewhere")
     joiner = RewardJoiner(load_rewards(rewards)) if rewards else None
-    records = reader_for(fmt)(src, seeds=seeds)
+    records = reader_for(src_format)(src, seeds=seeds)
     bad: list[dict[str, str]] = []
     provenance: dict[str, Any] = {
         "command": command or "mredit data convert",
-        "source": {"format": fmt, "src": resolved_src, **({"seeds": seeds} if fmt == "ip2p-folder" else {})},
+        "source": {
+            "format": src_format,
+            "src": resolved_src,
+            **({"seeds": seeds} if src_format == "ip2p-folder" else {}),
+        },
     }
     first = next(records, None)  # opens the source: a missing path fails here, before anything is written
     try:
@@ -81,7 +84,8 @@ def convert(
     return manifest
 
 
-def _print_summary(manifest: dict[str, Any], out: str) -> None:
+def print_summary(manifest: dict[str, Any], out: str | Path) -> None:
+    """Print what ``convert`` wrote: counts, skipped source records, the reward join report."""
     coverage = manifest["reward_coverage"]
     print(
         f"wrote {manifest['num_samples']} samples in {len(manifest['shards'])} shards to {out} "
@@ -113,51 +117,3 @@ def _print_summary(manifest: dict[str, Any], out: str) -> None:
 def _print_keys(title: str, keys: list[str]) -> None:
     more = f", ... (+{len(keys) - SHOWN_KEYS})" if len(keys) > SHOWN_KEYS else ""
     print(f"{title}: {', '.join(map(str, keys[:SHOWN_KEYS]))}{more}")
-
-
-def _run(args: argparse.Namespace) -> int:
-    manifest = convert(
-        args.fmt,
-        args.src,
-        args.out,
-        shard_size=args.shard_size,
-        image_format=args.image_format,
-        rewards=args.rewards,
-        seeds=args.seeds,
-        limit=args.limit,
-        prefix=args.prefix,
-        command=shlex.join(["mredit", "data", "convert", *_argv_after("convert")]),
-    )
-    _print_summary(manifest, args.out)
-    return 0
-
-
-def _argv_after(word: str) -> list[str]:
-    argv = sys.argv[1:]
-    return argv[argv.index(word) + 1 :] if word in argv else argv
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "convert",
-        help="convert a dataset (ip2p folder/parquet, MagicBrush, project shards) into shards, joining rewards",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--from", dest="fmt", required=True, choices=FORMAT_NAMES, help="the source format")
-    parser.add_argument(
-        "--src",
-        nargs="+",
-        required=True,
-        help="ip2p root folder, parquet file(s)/folder, or shards (dir with manifest.json, brace pattern, tars)",
-    )
-    parser.add_argument("--out", required=True, help="output directory for shard-NNNNNN.tar and manifest.json")
-    parser.add_argument("--shard-size", type=int, default=1000, help="samples per shard (default 1000)")
-    parser.add_argument("--image-format", choices=("png", "jpg", "webp"), default="png", help="image encoding")
-    parser.add_argument("--rewards", help="RewardEdit20K JSON or judge JSONL annotations to join by sample key")
-    parser.add_argument(
-        "--seeds", choices=("first", "all"), default="first", help="ip2p-folder: first seed per directory or all"
-    )
-    parser.add_argument("--limit", type=int, help="stop after this many samples")
-    parser.add_argument("--prefix", default="shard", help="shard file name prefix (default 'shard')")
-    parser.set_defaults(func=_run)

@@ -32,7 +32,8 @@ import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader
 
-from mredit.data.pipeline import SKIP_REASONS, EditStream, SkipCounter, resolve_shards
+from mredit.data.reader import SkipCounter, resolve_shards
+from mredit.data.stream import EditStream
 from mredit.data.transforms import PairedTransform, image_to_tensor
 from mredit.schema import NO_FAILURE, PERSPECTIVES, EditSample
 
@@ -173,8 +174,9 @@ class EditDataModule(pl.LightningDataModule):
         draft_decode: decode JPEGs at a reduced scale when the resolution allows it (much faster; the crops are
             the same regions, resampled from a smaller decode).
         seed: shard order, shuffle buffer, crops and flips are deterministic given the seed.
-        log_skipped: add a ``SkippedSamplesLogger`` to the trainer (if it has none), so the skip counts are logged
-            as metrics every epoch without any trainer configuration.
+
+    Skipped samples are counted per split (``skipped``); ``mredit.callbacks.skipped_samples.SkippedSamplesLogger``
+    logs them as metrics (``mredit fit`` adds it to the trainer).
     """
 
     def __init__(
@@ -194,7 +196,6 @@ class EditDataModule(pl.LightningDataModule):
         val_samples: int | None = None,
         draft_decode: bool = True,
         seed: int = 0,
-        log_skipped: bool = True,
     ) -> None:
         super().__init__()
         if batch_size < 1 or num_workers < 0 or resolution < 1 or shuffle_buffer < 0:
@@ -206,7 +207,7 @@ class EditDataModule(pl.LightningDataModule):
         self.batch_size, self.num_workers, self.resolution = batch_size, num_workers, resolution
         self.random_crop, self.random_flip, self.shuffle_buffer = random_crop, random_flip, shuffle_buffer
         self.resampled, self.samples_per_epoch, self.val_samples = resampled, samples_per_epoch, val_samples
-        self.draft_decode, self.seed, self.log_skipped = draft_decode, seed, log_skipped
+        self.draft_decode, self.seed = draft_decode, seed
         self.shards: dict[str, list[str]] = {}
         self.skip_counters: dict[str, SkipCounter] = {}
 
@@ -230,10 +231,6 @@ class EditDataModule(pl.LightningDataModule):
             self.shards[split] = resolve_shards(spec)
             self.skip_counters.setdefault(split, SkipCounter())
         self._warn_uneven_split()
-        callbacks = getattr(self.trainer, "callbacks", None)
-        if self.log_skipped and isinstance(callbacks, list):
-            if not any(isinstance(c, SkippedSamplesLogger) for c in callbacks):
-                callbacks.append(SkippedSamplesLogger())  # Lightning calls the hooks of trainer.callbacks as listed
 
     def _warn_uneven_split(self) -> None:
         """Unequal shard counts per rank mean unequal batch counts, which can hang DDP collectives."""
@@ -324,23 +321,3 @@ class EditDataModule(pl.LightningDataModule):
         for split, counts in self.skipped.items():
             if sum(counts.values()):
                 log.warning("%s: skipped samples by reason: %s", split, {k: v for k, v in counts.items() if v})
-
-
-class SkippedSamplesLogger(pl.Callback):
-    """Log ``EditDataModule.skipped`` as metrics: ``data/skipped_<split>`` (summed over ranks) at each epoch end."""
-
-    def _log(self, trainer: pl.Trainer, pl_module: pl.LightningModule, split: str) -> None:
-        datamodule = getattr(trainer, "datamodule", None)
-        counts = getattr(datamodule, "skipped", {}).get(split)
-        if counts is None:
-            return
-        pl_module.log(f"data/skipped_{split}", float(sum(counts.values())), sync_dist=True, reduce_fx="sum")
-        for reason in SKIP_REASONS:
-            pl_module.log(f"data/skipped_{split}/{reason}", float(counts[reason]), sync_dist=True, reduce_fx="sum")
-
-    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._log(trainer, pl_module, "train")
-
-    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not trainer.sanity_checking:
-            self._log(trainer, pl_module, "val")

@@ -7,7 +7,6 @@ the horizontally flipped pair is encoded too, and ``LatentDataModule`` picks one
 
 from __future__ import annotations
 
-import argparse
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,34 +16,12 @@ import torch
 
 from mredit.conditioning.feedback import encode_feedback
 from mredit.data.latents import FLIP_PREFIX, LatentShardWriter
-from mredit.data.pipeline import SkipCounter, decode_or_skip, iter_raw_samples, resolve_shards
+from mredit.data.reader import SkipCounter, decode_or_skip, iter_raw_samples, resolve_shards
 from mredit.data.transforms import PairedTransform, image_to_tensor
 from mredit.schema import NO_FAILURE, PERSPECTIVES, EditSample
 
 log = logging.getLogger(__name__)
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-
-
-def load_encoders(model: str) -> tuple[Any, Any, Any]:
-    """(vae, text_encoder, tokenizer) of an export / SD-layout folder or of a module ``.ckpt``; eval mode."""
-    path = Path(model)
-    if path.is_file():
-        from mredit.export.export import load_module_from_checkpoint
-
-        module = load_module_from_checkpoint(path)
-        return module.vae.eval(), module.text_encoder.eval(), module.tokenizer
-    if not path.is_dir():
-        raise FileNotFoundError(f"model not found: {model} (expected a diffusers-layout folder or a .ckpt)")
-    import json
-
-    from transformers import CLIPTextModel, CLIPTokenizer
-
-    from mredit.models.components import VAE_CLASSES
-
-    vae_class = json.loads((path / "vae" / "config.json").read_text()).get("_class_name", "AutoencoderKL")
-    vae = VAE_CLASSES[vae_class].from_pretrained(path / "vae")
-    text_encoder = CLIPTextModel.from_pretrained(path / "text_encoder")
-    return vae.eval(), text_encoder.eval(), CLIPTokenizer.from_pretrained(path / "tokenizer")
 
 
 def _batches(samples: Iterator[EditSample], size: int) -> Iterator[list[EditSample]]:
@@ -88,7 +65,7 @@ def encode_batch(samples: list[EditSample], vae, text_encoder, tokenizer, transf
 
 
 def encode_shards(
-    model: str,
+    encoders: tuple[Any, Any, Any],
     shards: str | list[str],
     out_dir: str | Path,
     resolution: int = 256,
@@ -97,17 +74,30 @@ def encode_shards(
     dtype: str = "float16",
     shard_size: int = 1000,
     device: str = "cpu",
+    model: str | None = None,
 ) -> dict[str, Any]:
-    """Encode every readable sample of ``shards`` into ``out_dir``; returns the manifest (with skip counts)."""
+    """Encode every readable sample of ``shards`` into ``out_dir``; returns the manifest (with skip counts).
+
+    ``encoders`` is ``(vae, text_encoder, tokenizer)``, loaded already (``mredit.models.loading.load_encoders``);
+    they are moved to ``device``. ``model`` names where they came from, for the manifest's provenance.
+    """
     if dtype not in DTYPES:
-        raise ValueError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     urls = resolve_shards(shards)
-    vae, text_encoder, tokenizer = load_encoders(model)
+    vae, text_encoder, tokenizer = encoders
     vae.to(device)
     text_encoder.to(device)
     transform = PairedTransform(resolution=resolution)
     counter = SkipCounter()
-    provenance = {"model": str(model), "shards": urls, "resolution": resolution, "flip": flip, "dtype": dtype}
+    provenance = {
+        "model": None if model is None else str(model),
+        "shards": urls,
+        "resolution": resolution,
+        "flip": flip,
+        "dtype": dtype,
+    }
     with LatentShardWriter(out_dir, shard_size=shard_size, provenance=provenance) as writer:
         for batch in _batches(decode_or_skip(iter_raw_samples(urls, counter), counter), batch_size):
             for sample, tensors in zip(batch, encode_batch(batch, vae, text_encoder, tokenizer, transform, flip)):
@@ -127,34 +117,3 @@ def encode_shards(
     if counter.total:
         log.warning("skipped %d unreadable samples: %s", counter.total, counter.counts())
     return manifest
-
-
-def run_encode(args: argparse.Namespace) -> int:
-    manifest = encode_shards(
-        args.model,
-        args.shards,
-        args.out,
-        args.resolution,
-        args.flip,
-        args.batch_size,
-        args.dtype,
-        args.shard_size,
-        args.device,
-    )
-    skipped = sum(manifest["provenance"]["skipped"].values())
-    print(f"encoded {manifest['num_samples']} samples into {args.out} ({skipped} skipped)")
-    return 0
-
-
-def register(subparsers) -> None:
-    parser = subparsers.add_parser("encode", help="precompute VAE latents and text-encoder states of shards")
-    parser.add_argument("--model", required=True, help="export / SD-layout folder or a module .ckpt")
-    parser.add_argument("--shards", required=True, nargs="+", help="shard spec(s): dir, brace pattern or .tar")
-    parser.add_argument("--out", required=True, help="output folder for latents-*.tar + manifest.json")
-    parser.add_argument("--resolution", type=int, default=256, help="training resolution (default 256)")
-    parser.add_argument("--flip", action="store_true", help="also encode the horizontally flipped pair")
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--dtype", choices=sorted(DTYPES), default="float16", help="storage dtype (default fp16)")
-    parser.add_argument("--shard-size", type=int, default=1000, help="samples per output shard")
-    parser.add_argument("--device", default="cpu", help="e.g. cuda")
-    parser.set_defaults(func=run_encode)

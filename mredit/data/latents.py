@@ -33,8 +33,9 @@ from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from mredit.data.pipeline import iter_raw_samples, resolve_shards, shuffle_buffer, split_for
+from mredit.data.reader import iter_raw_samples, resolve_shards
 from mredit.data.shards import MANIFEST_NAME
+from mredit.data.stream import shuffle_buffer, split_for
 from mredit.data.transforms import mentions_side
 
 log = logging.getLogger(__name__)

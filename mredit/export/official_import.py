@@ -10,16 +10,18 @@ Sizes come from the UNet config and the tensors, so tiny folders in the same lay
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import torch
-from diffusers import UNet2DConditionModel
+from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 from torch import nn
+from transformers import CLIPTextModel, CLIPTokenizer
 
 from mredit.conditioning.base import FeedbackEmbedding
 from mredit.conditioning.official import OfficialRewardConditioner, _largest_divisor_at_most
 from mredit.conditioning.seams import reward_conditioning
+from mredit.export.export import check_empty
+from mredit.pipelines.reward_edit import RewardEditPipeline
 
 OFFICIAL_PREFIXES = ("add_embedding.", "add_embedding2.", "text_linear.", "text_linear2.", "proj_deal.", "ca.")
 OFFICIAL_EXTRA_KEYS = tuple(
@@ -132,24 +134,23 @@ def load_official_unet(unet_dir: str | Path) -> tuple[UNet2DConditionModel, Offi
 def import_official(src: str | Path, out: str | Path) -> Path:
     """Convert a released stage-2 pipeline folder into an mredit export folder (stock UNet + ``conditioner/``).
 
-    The other components (``vae/``, ``text_encoder/``, ``tokenizer/``, ``scheduler/``) are copied unchanged.
+    The VAE, CLIP text encoder and tokenizer are loaded and saved unchanged; the scheduler's config becomes the
+    export's training-scheduler config (``RewardEditPipeline`` builds its inference sampler from it).
     """
-    from mredit.export.export import write_model_index
-
-    src, out = Path(src), Path(out)
+    src = Path(src)
     if not (src / "unet").is_dir():
         raise FileNotFoundError(f"{src} has no unet/ folder (expected the stage2_reward_instruct_pix2pix folder)")
-    if out.exists() and any(out.iterdir()):
-        raise ValueError(f"output folder {out} exists and is not empty")
+    out = check_empty(out)
     unet, conditioner = load_official_unet(src / "unet")
-    out.mkdir(parents=True, exist_ok=True)
-    for child in sorted(src.iterdir()):
-        if child.is_dir() and child.name not in ("unet", "conditioner"):
-            shutil.copytree(child, out / child.name)
-    unet.save_pretrained(out / "unet")
-    conditioner.save_pretrained(out / "conditioner")
-    write_model_index(out)
-    return out
+    pipe = RewardEditPipeline(
+        vae=AutoencoderKL.from_pretrained(src / "vae"),
+        text_encoder=CLIPTextModel.from_pretrained(src / "text_encoder"),
+        tokenizer=CLIPTokenizer.from_pretrained(src / "tokenizer"),
+        unet=unet,
+        scheduler=DDPMScheduler.from_pretrained(src / "scheduler"),
+        conditioner=conditioner,
+    )
+    return pipe.save_export(out)
 
 
 class OfficialDenoiser(nn.Module):

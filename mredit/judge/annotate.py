@@ -1,7 +1,8 @@
 """``mredit judge annotate``: score every triplet of a shard set and append one record per sample.
 
-A producer streams raw samples; each pending sample is decoded (a corrupt one becomes an ``invalid`` record
-naming the problem) and judged under a semaphore of ``concurrency`` in-flight requests; records are appended by
+A producer streams raw samples (``mredit.data.reader``: a shard that cannot be read is skipped and counted in the
+summary's ``skipped``); each pending sample is decoded (a corrupt one becomes an ``invalid`` record naming the
+problem) and judged under a semaphore of ``concurrency`` in-flight requests; records are appended by
 the single event-loop thread as results arrive. A fatal judge error (no quota, bad key) stops the run: in-flight
 requests are cancelled and nothing is written for them, so a re-run resumes exactly there.
 """
@@ -20,6 +21,7 @@ from typing import Any
 from PIL import Image
 from tqdm import tqdm
 
+from mredit.data.reader import ShardSpec, SkipCounter, iter_raw_samples, resolve_shards
 from mredit.judge.base import Judge, Judgement, JudgeRequest, JudgeResult
 from mredit.judge.cost import Price, estimate
 from mredit.judge.records import (
@@ -32,7 +34,6 @@ from mredit.judge.records import (
     record_id,
 )
 from mredit.judge.retry import FatalJudgeError
-from mredit.judge.sources import iter_raw_samples, resolve_shards
 from mredit.schema import SOURCE_PREFIX, TARGET_PREFIX, Reward, SampleError, decode_sample, find_image_member
 
 RECORDS_NAME = "annotations.jsonl"
@@ -135,7 +136,7 @@ def _limited(samples: Iterable[dict[str, Any]], limit: int | None) -> Iterable[d
 
 
 def annotate(
-    shards: list[str],
+    shards: ShardSpec,
     out_dir: str | Path,
     judge: Judge,
     concurrency: int = 16,
@@ -143,8 +144,10 @@ def annotate(
     retry_failed: bool = False,
     fsync_interval: float = 0.5,
 ) -> dict[str, Any]:
-    """Annotate ``shards`` into ``out_dir/annotations.jsonl``; returns a summary (counts, cost, time)."""
+    """Annotate ``shards`` into ``out_dir/annotations.jsonl``; returns a summary (counts, cost, time, and
+    ``skipped``: unreadable shards by reason, see ``mredit.data.reader.SKIP_REASONS``)."""
     paths = resolve_shards(shards)
+    counter = SkipCounter()
     out_path = Path(out_dir) / RECORDS_NAME
     started = time.perf_counter()
     stats: Counter = Counter()
@@ -152,7 +155,8 @@ def annotate(
         records, unreadable = read_records(out_path)
         retry = ("error", "refused", "invalid") if retry_failed else RETRIED_ON_RESUME
         skip = done_ids(records, retry)
-        requests = pending_requests(_limited(iter_raw_samples(paths), limit), judge.fingerprint, skip, stats)
+        raws = _limited(iter_raw_samples(paths, counter), limit)
+        requests = pending_requests(raws, judge.fingerprint, skip, stats)
         counts, cost = asyncio.run(run_requests(requests, judge, writer, concurrency))
     records, _ = read_records(out_path)
     view = final_view(records)
@@ -162,6 +166,7 @@ def annotate(
         "skipped_done": stats["skipped_done"],
         "duplicate_keys": stats["duplicate_keys"],
         "unreadable_lines": unreadable,
+        "skipped": counter.nonzero(),
         "this_run": dict(counts),
         "final": dict(Counter(r["status"] for r in view.values())),
         "cost_usd_this_run": round(cost, 6),
@@ -170,7 +175,7 @@ def annotate(
 
 
 def dry_run(
-    shards: list[str],
+    shards: ShardSpec,
     model: str,
     detail: str,
     max_side: int,
@@ -180,7 +185,8 @@ def dry_run(
 ) -> dict[str, Any]:
     """Estimate tokens and cost from image headers and instructions only (no API call, no image decode)."""
     sizes, instructions, bad = [], [], 0
-    for raw in _limited(iter_raw_samples(resolve_shards(shards)), limit):
+    urls, counter = resolve_shards(shards), SkipCounter()
+    for raw in _limited(iter_raw_samples(urls, counter), limit):
         try:
             pair = tuple(
                 Image.open(io.BytesIO(raw[find_image_member(raw, prefix)])).size
@@ -193,6 +199,7 @@ def dry_run(
         sizes.append(pair)
     result = estimate(sizes, instructions, model, detail, max_side, mode, price)
     result["unreadable_samples"] = bad
+    result["skipped"] = counter.nonzero()
     return result
 
 

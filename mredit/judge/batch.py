@@ -19,11 +19,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from mredit.data.reader import ShardSpec, SkipCounter, iter_raw_samples, resolve_shards
 from mredit.judge.annotate import RECORDS_NAME, pending_requests
 from mredit.judge.base import JudgeRequest, JudgeResult
 from mredit.judge.openai_judge import OpenAIJudge
 from mredit.judge.records import RecordWriter, done_ids, make_record, read_records, record_id
-from mredit.judge.sources import iter_raw_samples, resolve_shards
 
 STATE_NAME = "batch_state.json"
 ENDPOINT = "/v1/chat/completions"
@@ -121,24 +121,25 @@ async def _upload_and_create(client: Any, out_dir: Path, state: dict[str, Any]) 
 
 
 def submit(
-    shards: list[str],
+    shards: ShardSpec,
     out_dir: str | Path,
     judge: Any,
     max_requests: int = 50_000,
     max_bytes: int = 190_000_000,
     limit: int | None = None,
 ) -> dict[str, Any]:
-    """Plan files for pending samples, upload them and create one batch per file (idempotent)."""
+    """Plan files for pending samples, upload them and create one batch per file (idempotent). Unreadable shards
+    are skipped and counted (``skipped`` in the summary)."""
     judge, out_dir = _require_batch_judge(judge), Path(out_dir)
     if max_requests < 1 or max_bytes < 1:
         raise ValueError("max_requests and max_bytes must be >= 1")
-    paths = resolve_shards(shards)
+    paths, counter = resolve_shards(shards), SkipCounter()
     with RecordWriter(out_dir / RECORDS_NAME) as writer:
         state = _load_state(out_dir, judge.fingerprint)
         records, _ = read_records(out_dir / RECORDS_NAME)
         in_batches = {cid for c in state["chunks"] if not c["collected"] for cid in c["keys"]}
         stats: Counter = Counter()
-        raw = (s for i, s in enumerate(iter_raw_samples(paths)) if limit is None or i < limit)
+        raw = (s for i, s in enumerate(iter_raw_samples(paths, counter)) if limit is None or i < limit)
         requests: list[JudgeRequest] = []
         for item in pending_requests(raw, judge.fingerprint, done_ids(records) | in_batches, stats):
             if isinstance(item, JudgeResult):
@@ -157,6 +158,7 @@ def submit(
         "new_requests": sum(c["requests"] for c in chunks),
         "skipped_done_or_in_flight": stats["skipped_done"],
         "invalid_inputs": stats["invalid"] + len(too_large),
+        "skipped": counter.nonzero(),
         "batches": [(c["batch_id"], c["status"]) for c in state["chunks"]],
     }
 
@@ -250,7 +252,7 @@ def collect(out_dir: str | Path, judge: Any) -> dict[str, Any]:
 
 
 def run(
-    shards: list[str],
+    shards: ShardSpec,
     out_dir: str | Path,
     judge: Any,
     poll_interval: float = 60.0,

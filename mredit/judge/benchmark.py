@@ -17,7 +17,7 @@ from typing import Any
 
 from PIL import Image
 
-from mredit.judge.sources import iter_raw_samples, resolve_shards
+from mredit.data.reader import SkipCounter, iter_raw_samples, resolve_shards
 from mredit.schema import SampleError, decode_sample
 
 REAL_EDIT_CATEGORIES: tuple[str, ...] = ("local", "remove", "add", "texture", "background", "global", "style")
@@ -74,8 +74,8 @@ def _jsonl_items(path: Path) -> Iterator[BenchmarkItem]:
         yield item
 
 
-def _shard_items(specs: list[str]) -> Iterator[BenchmarkItem]:
-    for raw in iter_raw_samples(resolve_shards(specs)):
+def _shard_items(specs: list[str], counter: SkipCounter | None) -> Iterator[BenchmarkItem]:
+    for raw in iter_raw_samples(resolve_shards(specs), counter):
         key = str(raw["__key__"])
         try:
             sample = decode_sample(raw)
@@ -86,8 +86,12 @@ def _shard_items(specs: list[str]) -> Iterator[BenchmarkItem]:
         yield BenchmarkItem(key, sample.instruction, category, image=sample.source, meta=sample.meta)
 
 
-def load_benchmark(spec: str | os.PathLike | list[str]) -> list[BenchmarkItem]:
-    """Items of a benchmark JSONL file, or of shards (a dir with manifest.json, a pattern, or tar paths)."""
+def load_benchmark(spec: str | os.PathLike | list[str], counter: SkipCounter | None = None) -> list[BenchmarkItem]:
+    """Items of a benchmark JSONL file, or of shards (anything ``mredit.data.reader.resolve_shards`` takes).
+
+    A shard sample that cannot be decoded is an item with ``error`` set; a shard that cannot be read is skipped
+    and counted in ``counter`` (``unreadable_shard``).
+    """
     specs = [str(s) for s in spec] if isinstance(spec, list) else [str(spec)]
     if len(specs) == 1 and specs[0].endswith((".jsonl", ".json")):
         path = Path(specs[0])
@@ -95,7 +99,7 @@ def load_benchmark(spec: str | os.PathLike | list[str]) -> list[BenchmarkItem]:
             raise FileNotFoundError(f"benchmark file not found: {path}")
         items = list(_jsonl_items(path))
     else:
-        items = list(_shard_items(specs))
+        items = list(_shard_items(specs, counter))
     seen: set[str] = set()
     for item in items:
         if item.id in seen:

@@ -1,6 +1,6 @@
 """Token and cost estimates for judge runs: a dated, overridable price table and OpenAI's image-token formula.
 
-Prices change; the table says when it was written, and ``--price-in`` / ``--price-out`` (USD per 1M tokens)
+Prices change; the table says when it was written, and ``--lvlm.price_in`` / ``--lvlm.price_out`` (USD per 1M tokens)
 override it. Models not in the table (a self-hosted vLLM model) cost 0 here: their cost is GPU time.
 The estimate is a planning figure: calibrate it with the ``usage`` that real records carry.
 """

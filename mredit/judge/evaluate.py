@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageOps
 
+from mredit.data.reader import SkipCounter
 from mredit.judge.annotate import run_requests
 from mredit.judge.base import Judge, JudgeRequest, JudgeResult
 from mredit.judge.benchmark import BenchmarkItem, load_benchmark
@@ -97,8 +98,15 @@ def _macro(per_category: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 
 def aggregate(
-    items: list[BenchmarkItem], records: dict[str, dict[str, Any]], missing: list[str], fingerprint: dict, seed: int
+    items: list[BenchmarkItem],
+    records: dict[str, dict[str, Any]],
+    missing: list[str],
+    fingerprint: dict,
+    seed: int,
+    skipped: dict[str, int] | None = None,
 ) -> dict[str, Any]:
+    """Overall, per-category and macro results and the coverage; ``skipped``: benchmark shards skipped as
+    unreadable, by reason (their samples are not among ``items``)."""
     rng = np.random.default_rng(seed)
     category_of = {item.id: item.category for item in items}
     judged = [records[item.id] for item in items if item.id in records]
@@ -119,6 +127,7 @@ def aggregate(
             "statuses": dict(statuses),
             "missing_edits": missing,
             "failed": {r["key"]: f"{r['status']}: {r['error']}" for r in judged if r["status"] != "ok"},
+            "skipped": dict(skipped or {}),
         },
         "judge": fingerprint,
         "bootstrap": {"samples": NUM_BOOTSTRAP, "seed": seed, "interval": 0.95},
@@ -143,7 +152,8 @@ def write_report(results: dict[str, Any], out_dir: Path, thumbnail: str | None) 
         f"Judge: `{json.dumps(results['judge'], sort_keys=True)}`",
         "",
         f"Coverage: {coverage['judged']} of {coverage['expected']} items judged ({coverage['fraction']:.1%}); "
-        f"edits found: {coverage['edits_found']}; statuses: {coverage['statuses']}.",
+        f"edits found: {coverage['edits_found']}; statuses: {coverage['statuses']}."
+        + (f" Unreadable benchmark shards skipped: {coverage['skipped']}." if coverage.get("skipped") else ""),
         "",
         "## Overall (95% bootstrap intervals)",
         "",
@@ -232,7 +242,8 @@ def evaluate_edits(
         raise ValueError(f"unknown eval mode {mode!r}; expected combined or paper")
     if getattr(judge, "mode", mode) != mode:
         judge.mode = mode  # the LVLM judge's protocol; the oracle answers both modes identically
-    items = load_benchmark(benchmark)
+    counter = SkipCounter()
+    items = load_benchmark(benchmark, counter)
     missing = [item.id for item in items if item.error is None and not (edits_dir / f"{item.id}.png").is_file()]
     present = [item for item in items if item.id not in set(missing)]
     fingerprint = judge.fingerprint
@@ -251,7 +262,7 @@ def evaluate_edits(
     current = {
         r["key"]: r for r in final_view(read_records(records_path)[0]).values() if r["fingerprint"] == fingerprint
     }
-    results = aggregate(items, current, missing, fingerprint, seed)
+    results = aggregate(items, current, missing, fingerprint, seed, counter.nonzero())
     has_thumbs = write_thumbnails(present, edits_dir, current, out_dir / "thumbnails.png")
     (out_dir / "results.json").write_text(json.dumps(results, indent=2))
     write_report(results, out_dir, "thumbnails.png" if has_thumbs else None)

@@ -120,7 +120,9 @@ class OpenAIJudge(Judge):
         if detail not in DETAILS:
             raise ValueError(f"unknown image detail {detail!r}; expected one of {DETAILS}")
         if provider == "compatible" and not (base_url or os.environ.get("OPENAI_BASE_URL")):
-            raise ValueError("the 'compatible' judge needs --base-url (e.g. http://host:8000/v1) or OPENAI_BASE_URL")
+            raise ValueError(
+                "the 'compatible' judge needs --lvlm.base_url (e.g. http://host:8000/v1) or OPENAI_BASE_URL"
+            )
         self.model, self.provider, self.mode, self.detail = model, provider, mode, detail
         self.base_url, self.api_key, self.azure_endpoint, self.api_version = (
             base_url,

@@ -1,5 +1,5 @@
 """Editing models (LightningModules) and the components they are built from.
 
-Import from the submodules (``mredit.models.instruct_pix2pix``, ``mredit.models.reward_mixin``, ...); this
+Import from the submodules (``mredit.models.ip2p``, ``mredit.models.reward_mixin``, ...); this
 package imports nothing so that light users (the pixel autoencoder, components) stay light.
 """

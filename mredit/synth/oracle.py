@@ -24,6 +24,7 @@ import numpy as np
 from PIL import Image
 
 from mredit.judge.base import Judge, Judgement, JudgeRequest, JudgeResult, PerspectiveJudgement
+from mredit.judge.registry import register_judge
 from mredit.schema import NO_FAILURE
 from mredit.synth.artifacts import blockiness, isolated, sharpness
 from mredit.synth.edits import WHOLE_IMAGE_CATEGORIES, Edit, answer_scene, position_phrase, render_edit
@@ -375,3 +376,6 @@ def _following_feedback(scene: Scene, edit: Edit, src, out, region, error: float
     if edit.adjust == "tint":
         what = f"{edit.color} tint"
     return f"the {what} edit was not applied" if mostly_missing else f"the {what} edit is weak or incomplete"
+
+
+register_judge("oracle", OracleJudge)

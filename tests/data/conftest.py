@@ -10,10 +10,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import webdataset as wds
 from PIL import Image
 
 from mredit.data.shards import ShardSetWriter
-from mredit.schema import EditSample, Reward
+from mredit.schema import EditSample, Reward, encode_sample
 
 SIZE = 24
 
@@ -58,6 +59,30 @@ def make_sample():
 def make_shards():
     """``make_shards(out, num_samples, shard_size, with_reward=True) -> out`` (every 4th sample without reward)."""
     return write_shards
+
+
+def write_bad_tar(path: Path) -> Path:
+    """Eight samples s0000..s0007: 0 and 7 are good, 1-6 are each broken in a different way."""
+    with wds.TarWriter(str(path)) as writer:
+        writer.write(encode_sample(build_sample(0)))
+        writer.write({**encode_sample(build_sample(1)), "src.png": b"\x89PNG broken"})
+        missing = encode_sample(build_sample(2))
+        del missing["txt"]
+        writer.write(missing)
+        writer.write({**encode_sample(build_sample(3)), "reward.json": b"{not json"})
+        out_of_range = {p: {"score": 7, "feedback": "None"} for p in ("following", "preserving", "quality")}
+        writer.write({**encode_sample(build_sample(4)), "reward.json": json.dumps(out_of_range).encode()})
+        nan = {p: {"score": float("nan"), "feedback": "None"} for p in ("following", "preserving", "quality")}
+        writer.write({**encode_sample(build_sample(5)), "reward.json": json.dumps(nan).encode()})
+        writer.write({**encode_sample(build_sample(6)), "meta.json": b"[oops"})
+        writer.write(encode_sample(build_sample(7)))
+    return path
+
+
+@pytest.fixture
+def bad_tar():
+    """``bad_tar(path) -> path``: a shard with 2 good and 6 broken samples (see ``write_bad_tar``)."""
+    return write_bad_tar
 
 
 @pytest.fixture

@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 
 from mredit.cli import main
-from mredit.data.pipeline import decode_or_skip, iter_raw_samples, resolve_shards
+from mredit.data.reader import read_samples
 from mredit.data.shards import read_manifest
 from mredit.schema import Reward
 
 
 def _samples(shard_dir: Path):
-    return list(decode_or_skip(iter_raw_samples(resolve_shards(str(shard_dir))), None))
+    return list(read_samples(shard_dir))
 
 
 def _rewardedit_entry(scores):
@@ -25,8 +25,8 @@ def test_ip2p_folder_first_seed_with_rewardedit(tmp_path: Path, ip2p_folder: Pat
     rewards = tmp_path / "RewardEdit20K.json"
     rewards.write_text(json.dumps({"0000.part": _rewardedit_entry([4, 2, 5]), "9999": _rewardedit_entry([1, 1, 1])}))
     out = tmp_path / "out"
-    argv = ["data", "convert", "--from", "ip2p-folder", "--src", str(ip2p_folder), "--out", str(out)]
-    assert main([*argv, "--rewards", str(rewards), "--shard-size", "2"]) == 0
+    argv = ["data", "convert", "--src_format", "ip2p-folder", "--src", str(ip2p_folder), "--out", str(out)]
+    assert main([*argv, "--rewards", str(rewards), "--shard_size", "2"]) == 0
     printed = capsys.readouterr().out
     assert "wrote 3 samples in 2 shards" in printed
     assert "skipped 1 unusable source records: broken" in printed
@@ -54,8 +54,8 @@ def test_ip2p_folder_first_seed_with_rewardedit(tmp_path: Path, ip2p_folder: Pat
 
 def test_ip2p_folder_all_seeds(tmp_path: Path, ip2p_folder: Path) -> None:
     out = tmp_path / "out"
-    argv = ["data", "convert", "--from", "ip2p-folder", "--src", str(ip2p_folder), "--out", str(out), "--seeds", "all"]
-    assert main([*argv, "--image-format", "jpg"]) == 0
+    argv = ["data", "convert", "--src_format", "ip2p-folder", "--src", str(ip2p_folder), "--out", str(out)]
+    assert main([*argv, "--seeds", "all", "--image_format", "jpg"]) == 0
     keys = sorted(s.key for s in _samples(out))
     assert keys == [
         "0000_part_100",
@@ -70,7 +70,7 @@ def test_ip2p_folder_all_seeds(tmp_path: Path, ip2p_folder: Path) -> None:
 
 def test_ip2p_parquet(tmp_path: Path, ip2p_parquet: Path, capsys) -> None:
     out = tmp_path / "out"
-    assert main(["data", "convert", "--from", "ip2p-parquet", "--src", str(ip2p_parquet), "--out", str(out)]) == 0
+    assert main(["data", "convert", "--src_format", "ip2p-parquet", "--src", str(ip2p_parquet), "--out", str(out)]) == 0
     samples = _samples(out)
     assert [s.key for s in samples] == [f"train-00000-of-00001_{i:07d}" for i in (0, 1, 3, 4)]  # row 2 is corrupt
     assert samples[0].instruction == "add a hat 0" and samples[0].meta["edited_prompt"] == "a photo 0 with a hat"
@@ -95,7 +95,7 @@ def test_magicbrush_with_judge_jsonl(tmp_path: Path, magicbrush_parquet: Path, c
     annotations = tmp_path / "annotations.jsonl"
     annotations.write_text("\n".join(lines) + "\n")
     out = tmp_path / "out"
-    argv = ["data", "convert", "--from", "magicbrush", "--src", str(magicbrush_parquet), "--out", str(out)]
+    argv = ["data", "convert", "--src_format", "magicbrush", "--src", str(magicbrush_parquet), "--out", str(out)]
     assert main([*argv, "--rewards", str(annotations)]) == 0
     printed = capsys.readouterr().out
     assert "2 malformed reward records" in printed and "1 reward keys match no sample: nope_1" in printed
@@ -119,8 +119,8 @@ def test_reshard_and_join_annotations(tmp_path: Path, shard_dir: Path) -> None:
         json.dumps({"key": "s0003", "status": "ok", "judgement": judgement, "fingerprint": fingerprint})
     )
     out = tmp_path / "out"
-    argv = ["data", "convert", "--from", "shards", "--src", str(shard_dir), "--out", str(out), "--shard-size", "10"]
-    assert main([*argv, "--rewards", str(annotations)]) == 0
+    argv = ["data", "convert", "--src_format", "shards", "--src", str(shard_dir), "--out", str(out)]
+    assert main([*argv, "--shard_size", "10", "--rewards", str(annotations)]) == 0
     manifest = read_manifest(out)
     assert manifest["num_samples"] == 24 and len(manifest["shards"]) == 3
     samples = {s.key: s for s in _samples(out)}
@@ -140,22 +140,23 @@ def test_reshard_and_join_annotations(tmp_path: Path, shard_dir: Path) -> None:
 )
 def test_missing_source_is_a_one_line_error(tmp_path: Path, capsys, fmt: str, message: str) -> None:
     missing = str(tmp_path / "nowhere.tar")
-    assert main(["data", "convert", "--from", fmt, "--src", missing, "--out", str(tmp_path / "o")]) == 1
+    assert main(["data", "convert", "--src_format", fmt, "--src", missing, "--out", str(tmp_path / "o")]) == 1
     err = capsys.readouterr().err.strip()
-    assert err.startswith("mredit data: error:") and message in err and "\n" not in err
+    assert err.startswith("mredit data convert: error:") and message in err and "\n" not in err
 
 
 def test_missing_rewards_file_is_a_one_line_error(tmp_path: Path, shard_dir: Path, capsys) -> None:
-    argv = ["data", "convert", "--from", "shards", "--src", str(shard_dir), "--out", str(tmp_path / "o")]
+    argv = ["data", "convert", "--src_format", "shards", "--src", str(shard_dir), "--out", str(tmp_path / "o")]
     assert main([*argv, "--rewards", str(tmp_path / "none.json")]) == 1
     assert "rewards file not found" in capsys.readouterr().err
 
 
 def test_failed_conversion_leaves_no_manifest(tmp_path: Path, ip2p_folder: Path, capsys) -> None:
     out = tmp_path / "o"
-    argv = ["data", "convert", "--from", "ip2p-folder", "--src", str(ip2p_folder), str(tmp_path / "gone")]
+    sources = json.dumps([str(ip2p_folder), str(tmp_path / "gone")])
+    argv = ["data", "convert", "--src_format", "ip2p-folder", "--src", sources]
     assert main([*argv, "--out", str(out)]) == 1
     assert "ip2p folder not found" in capsys.readouterr().err and not out.exists()
     (ip2p_folder / "seeds.json").write_text(json.dumps([["broken", [7]]]))  # only unusable records
-    assert main(["data", "convert", "--from", "ip2p-folder", "--src", str(ip2p_folder), "--out", str(out)]) == 1
+    assert main(["data", "convert", "--src_format", "ip2p-folder", "--src", str(ip2p_folder), "--out", str(out)]) == 1
     assert "no usable samples" in capsys.readouterr().err and not (out / "manifest.json").exists()

@@ -9,7 +9,8 @@ import pytest
 import torch
 import webdataset as wds
 
-from mredit.data.datamodule import EditDataModule, SkippedSamplesLogger, collate_edit_samples, edit_sample_to_item
+from mredit.callbacks.skipped_samples import SkippedSamplesLogger
+from mredit.data.datamodule import EditDataModule, collate_edit_samples, edit_sample_to_item
 from mredit.schema import PERSPECTIVES, encode_sample
 
 
@@ -109,12 +110,16 @@ class _TinyModel(pl.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.01)
 
 
-def test_trainer_logs_skipped_samples(tmp_path: Path, shard_dir: Path, make_sample) -> None:
+def _bad_shard(tmp_path: Path, make_sample) -> Path:
     bad = tmp_path / "bad.tar"
     with wds.TarWriter(str(bad)) as writer:
         writer.write({**encode_sample(make_sample(100)), "tgt.png": b"broken"})
         writer.write(encode_sample(make_sample(101)))
-    dm = _datamodule([str(bad), str(shard_dir)])
+    return bad
+
+
+def test_trainer_with_the_callback_logs_skipped_samples(tmp_path: Path, shard_dir: Path, make_sample) -> None:
+    dm = _datamodule([str(_bad_shard(tmp_path, make_sample)), str(shard_dir)])
     trainer = pl.Trainer(
         max_epochs=2,
         logger=False,
@@ -122,13 +127,32 @@ def test_trainer_logs_skipped_samples(tmp_path: Path, shard_dir: Path, make_samp
         enable_progress_bar=False,
         enable_model_summary=False,
         default_root_dir=tmp_path,
+        callbacks=[SkippedSamplesLogger()],
     )
     trainer.fit(_TinyModel(), datamodule=dm)
     assert trainer.callback_metrics["data/skipped_train"] == 2  # one corrupt sample per epoch
     assert trainer.callback_metrics["data/skipped_train/unreadable_image"] == 2
     assert trainer.callback_metrics["data/skipped_val"] == 3  # cumulative: the sanity check read it too
     assert dm.skipped["train"]["unreadable_image"] == 2
-    assert sum(isinstance(c, SkippedSamplesLogger) for c in trainer.callbacks) == 1  # added by setup, once
+    assert sum(isinstance(c, SkippedSamplesLogger) for c in trainer.callbacks) == 1  # the datamodule adds none
+
+
+def test_cli_fit_logs_skipped_samples(tmp_path: Path, shard_dir: Path, make_sample) -> None:
+    from mredit.training.lightning_cli import MreditCLI
+
+    shards = f"[{_bad_shard(tmp_path, make_sample)}, {shard_dir}]"
+    options = ["--data.batch_size=4", "--data.num_workers=0", "--data.resolution=16", "--data.shuffle_buffer=8"]
+    trainer_options = ["--trainer.max_epochs=1", "--trainer.logger=false", "--trainer.enable_checkpointing=false"]
+    cli = MreditCLI(
+        _TinyModel,
+        EditDataModule,
+        args=["fit", f"--data.train_shards={shards}", *options, *trainer_options, "--trainer.enable_progress_bar=false"]
+        + [f"--trainer.default_root_dir={tmp_path}"],
+        save_config_callback=None,
+    )
+    assert cli.trainer.callback_metrics["data/skipped_train"] == 1
+    assert cli.trainer.callback_metrics["data/skipped_train/unreadable_image"] == 1
+    assert sum(isinstance(c, SkippedSamplesLogger) for c in cli.trainer.callbacks) == 1  # added by MreditCLI
 
 
 def test_epochs_through_workers_reshuffle_and_cover(shard_dir: Path) -> None:

@@ -10,6 +10,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 PERSPECTIVES = ("following", "preserving", "quality")
+pytestmark = pytest.mark.slow  # a few minutes on two cores: deselect with -m "not slow" (CI runs it)
 
 
 @pytest.fixture(scope="module")
@@ -17,7 +18,7 @@ def demo_out(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
     start = time.time()
     result = subprocess.run(
-        [sys.executable, "-m", "mredit.demo", "--fast", "--out", str(out)],
+        [sys.executable, "-m", "mredit.lab.demo", "--fast", "true", "--out", str(out)],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -64,7 +65,7 @@ def test_rewards_were_annotated_and_joined(demo_out):
 def test_a_rerun_reuses_everything(demo_out):
     out, _, first_duration = demo_out
     start = time.time()
-    result = subprocess.run([sys.executable, "-m", "mredit.demo", "--fast", "--out", str(out)], cwd=REPO,
+    result = subprocess.run([sys.executable, "-m", "mredit.lab.demo", "--fast", "true", "--out", str(out)], cwd=REPO,
                             capture_output=True, text=True, timeout=240)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert "data: reusing" in result.stdout

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mredit.reports import (
+from mredit.lab.reports import (
     format_aggregate_table,
     format_category_table,
     format_overall_table,

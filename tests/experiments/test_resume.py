@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import json
 
-from mredit import workflow
-from mredit.workflow import TrainSpec, resume_checkpoint, training_job
+from mredit.lab import workflow
+from mredit.lab.workflow import TrainSpec, resume_checkpoint, training_job
 
 
 def _spec(tmp_path, max_steps: int = 10) -> TrainSpec:
-    return TrainSpec(name="baseline/seed0", configs=["configs/insp2p_tiny.yaml"], out_dir=tmp_path, max_steps=max_steps)
+    return TrainSpec(name="baseline/seed0", configs=["configs/ip2p_tiny.yaml"], out_dir=tmp_path, max_steps=max_steps)
 
 
 def _stop_midway(spec: TrainSpec) -> None:

@@ -1,6 +1,5 @@
 """The experiment runner's orchestration and aggregation, with the expensive steps replaced by fakes."""
 
-import argparse
 import dataclasses
 import json
 import sys
@@ -9,8 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mredit import experiments, jobs, reports, workflow
-from mredit.experiments import aggregate, load_experiment, run_experiment
+from mredit.cli.main import main as mredit_main
+from mredit.lab import experiments, jobs, reports, workflow
+from mredit.lab.experiments import aggregate, load_experiment, plan_experiment, run_experiment
 
 REPO = Path(__file__).resolve().parents[2]
 PERSPECTIVES = ("following", "preserving", "quality")
@@ -61,13 +61,13 @@ def _write_experiment(directory: Path, **extra) -> Path:
         "data": {"num_train": 8, "num_test": 7, "resolution": 16},
         "train": {"max_steps": 2, "batch_size": 4},
         "arms": [
-            {"name": "baseline", "configs": ["configs/insp2p_tiny.yaml"]},
-            {"name": "reward", "configs": ["configs/insp2p_tiny.yaml"], "reward": {"variant": "paper"}},
+            {"name": "baseline", "configs": ["configs/ip2p_tiny.yaml"]},
+            {"name": "reward", "configs": ["configs/ip2p_tiny.yaml"], "reward": {"variant": "paper"}},
             {
                 "name": "reward_scale_2",
-                "configs": ["configs/insp2p_tiny.yaml"],
+                "configs": ["configs/ip2p_tiny.yaml"],
                 "reuse": "reward",
-                "edit": {"reward_scale": 2.0},
+                "edit": {"reward_guidance_scale": 2.0},
             },
         ],
         **extra,
@@ -86,8 +86,9 @@ class FakeWorkflow:
         self.mark_data_done = mark_data_done  # the real prepare_data's done marker (what shared runs compare)
         monkeypatch.setattr(workflow, "prepare_data", self.prepare_data)
         monkeypatch.setattr(jobs, "run_jobs", self.run_jobs)
-        monkeypatch.setattr(workflow, "run_tool", self.run_tool)
         monkeypatch.setattr(workflow, "evaluate", self.evaluate)
+        for library_step in ("write_synth_shards", "annotate", "convert", "evaluate_edits"):
+            monkeypatch.setattr(workflow, library_step, self.library_step)
 
     def prepare_data(self, out_dir, spec, log=print):
         self.data_specs.append(spec)
@@ -115,11 +116,11 @@ class FakeWorkflow:
         options = dict(zip(argv[1::2], argv[2::2]))
         assert Path(options["--model"]).exists()  # trained before editing
         self.edits.append(options)
-        Path(options["--out-dir"]).mkdir(parents=True, exist_ok=True)
+        Path(options["--out_dir"]).mkdir(parents=True, exist_ok=True)
         job.on_success()
 
-    def run_tool(self, argv, log_path=None):
-        raise AssertionError(f"the runner ran a tool in-process: {argv}")  # data and evaluation are faked
+    def library_step(self, *args, **kwargs):
+        raise AssertionError(f"the runner called the library: {args}")  # data and evaluation are faked
 
     def evaluate(self, edits_dir, test_shards, out_dir):
         self.evaluated.append(Path(edits_dir))
@@ -147,15 +148,16 @@ def test_runner_trains_each_arm_once_per_seed_and_writes_results(tmp_path, monke
         "train reward/seed1",
     ]
     assert len(fake.edits) == 6 and len(fake.evaluated) == 6
-    reuse = next(e for e in fake.edits if "reward_scale_2/seed1" in e["--out-dir"])
+    reuse = next(e for e in fake.edits if "reward_scale_2/seed1" in e["--out_dir"])
     assert reuse["--model"] == str(tmp_path / "work/runs/reward/seed1/final.ckpt")  # the reused arm's model
-    assert reuse["--reward-scale"] == "2.0" and reuse["--scores"] == "5,5,5" and reuse["--resolution"] == "16"
+    assert reuse["--reward_guidance_scale"] == "2.0" and reuse["--scores"] == "[5, 5, 5]"
+    assert reuse["--resolution"] == "16" and reuse["--use_ema"] == "true"
     reward_train = next(j for j in trains if j.name == "train reward/seed1")
     assert "--seed_everything=1" in reward_train.argv and "--trainer.max_steps=2" in reward_train.argv
     assert any("RewardConditioning" in a and '"variant": "paper"' in a for a in reward_train.argv)
     baseline_train = next(j for j in trains if j.name == "train baseline/seed0")
     assert not any("RewardConditioning" in a for a in baseline_train.argv)
-    assert [s.seed for s in fake.data_specs[::3]] == [0, 1]  # seed s draws its data with data.seed + s
+    assert [s.seed for s in fake.data_specs] == [0, 1]  # seed s draws its data with data.seed + s, made once
 
     assert payload["arms"]["reward"]["following"]["yes_rate"]["mean"] == pytest.approx(0.505)
     assert payload["differences"]["reward"]["following"]["yes_rate"]["mean"] == pytest.approx(0.3)
@@ -167,9 +169,9 @@ def test_runner_trains_each_arm_once_per_seed_and_writes_results(tmp_path, monke
     run_experiment(experiment, tmp_path / "work", log=lambda *_: None)  # everything cached: nothing re-runs
     assert fake.jobs == [] and fake.edits == [] and fake.evaluated == []
 
-    experiment.train["max_steps"] = 3  # a changed command line retrains (and re-edits) every run
+    experiment.train["max_steps"] = 3  # a changed command line retrains, re-edits and re-judges every run
     run_experiment(experiment, tmp_path / "work", log=lambda *_: None)
-    assert len(fake.jobs) == 4 and len(fake.edits) == 6
+    assert len(fake.jobs) == 4 and len(fake.edits) == 6 and len(fake.evaluated) == 6
 
 
 def test_checkpoint_steps_add_a_learning_curve(tmp_path, monkeypatch):
@@ -177,7 +179,7 @@ def test_checkpoint_steps_add_a_learning_curve(tmp_path, monkeypatch):
     exp = _write_experiment(tmp_path / "exp", train={"max_steps": 4, "batch_size": 4, "checkpoint_steps": [2]})
     payload = run_experiment(load_experiment(exp), tmp_path / "work", log=lambda *_: None)
     assert len(fake.jobs) == 4 and len(fake.edits) == 12 and len(fake.evaluated) == 12
-    early = next(e for e in fake.edits if e["--out-dir"].endswith("reward_scale_2/seed1/curve/step2/edits"))
+    early = next(e for e in fake.edits if e["--out_dir"].endswith("reward_scale_2/seed1/curve/step2/edits"))
     assert early["--model"] == str(tmp_path / "work/runs/reward/seed1/step2.ckpt")
     assert payload["arms"]["reward"]["following"]["yes_rate"]["mean"] == pytest.approx(0.505)  # the final models
     assert sorted(payload["curve"]) == [2, 4]
@@ -193,12 +195,12 @@ def test_final_only_skips_the_curve_until_a_later_run(tmp_path, monkeypatch):
     exp = _write_experiment(tmp_path / "exp", train={"max_steps": 4, "batch_size": 4, "checkpoint_steps": [2]})
     payload = run_experiment(load_experiment(exp), tmp_path / "work", log=lambda *_: None, final_only=True)
     assert len(fake.jobs) == 4 and len(fake.edits) == 6 and "curve" not in payload
-    assert all("/curve/" not in e["--out-dir"] for e in fake.edits)
+    assert all("/curve/" not in e["--out_dir"] for e in fake.edits)
     assert "Learning curve" not in (exp / "README.md").read_text()
     fake.edits.clear()
     payload = run_experiment(load_experiment(exp), tmp_path / "work", log=lambda *_: None)
     assert len(fake.jobs) == 4 and len(fake.edits) == 6  # no retraining; only the curve points are new
-    assert all("/curve/step2/" in e["--out-dir"] for e in fake.edits) and sorted(payload["curve"]) == [2, 4]
+    assert all("/curve/step2/" in e["--out_dir"] for e in fake.edits) and sorted(payload["curve"]) == [2, 4]
     fake.edits.clear()
     payload = run_experiment(load_experiment(exp), tmp_path / "work", log=lambda *_: None, final_only=True)
     assert fake.edits == [] and sorted(payload["curve"]) == [2, 4]  # judged curve points are kept
@@ -208,10 +210,11 @@ def test_final_only_skips_the_curve_until_a_later_run(tmp_path, monkeypatch):
 def test_the_results_block_names_the_command_that_made_it(tmp_path, monkeypatch):
     FakeWorkflow(monkeypatch)
     exp = _write_experiment(tmp_path / "exp")
-    argv = [str(exp), "--out", str(tmp_path / "work"), "--seeds", "1"]
+    argv = ["--experiment", str(exp), "--out", str(tmp_path / "work"), "--seeds", "[1]"]
     assert experiments.main(argv) == 0
     readme = (exp / "README.md").read_text()
-    assert f"Made by `python -m mredit.experiments {exp} --out {tmp_path / 'work'} --seeds 1`." in readme
+    made_by = f"python -m mredit.lab.experiments --experiment {exp} --out {tmp_path / 'work'} --seeds '[1]'"
+    assert f"Made by `{made_by}`." in readme
     assert '"seeds": [1]' in readme
 
 
@@ -293,7 +296,7 @@ def test_curve_table_rows_per_step_and_arm():
 def test_an_edited_config_file_retrains(tmp_path, monkeypatch):
     fake = FakeWorkflow(monkeypatch)
     config = tmp_path / "tiny.yaml"
-    config.write_text((REPO / "configs/insp2p_tiny.yaml").read_text())
+    config.write_text((REPO / "configs/ip2p_tiny.yaml").read_text())
     experiment = load_experiment(_write_experiment(tmp_path / "exp"))
     for arm in experiment.arms:
         arm.configs = [str(config)]
@@ -325,6 +328,7 @@ def test_select_arms_keeps_order_and_reused_arms(tmp_path):
         ({"color": 1}, "unknown keys"),
         ({"seeds": []}, "'seeds' is empty"),
         ({"data": {"num_trian": 3}}, "unknown keys \\['num_trian'\\]"),
+        ({"edit": {"steps": 25}}, "unknown keys \\['steps'\\] .*steps is now num_inference_steps"),
     ],
 )
 def test_bad_configs_fail_with_a_clear_message(tmp_path, extra, message):
@@ -343,9 +347,10 @@ def _with_arm(tmp_path, arm):
 
 
 def test_a_reusing_arm_takes_the_reused_arms_configs(tmp_path):
-    experiment = load_experiment(_with_arm(tmp_path, {"name": "text3", "reuse": "reward", "edit": {"text_scale": 3}}))
+    arm = {"name": "text3", "reuse": "reward", "edit": {"text_guidance_scale": 3}}
+    experiment = load_experiment(_with_arm(tmp_path, arm))
     text3 = experiment.arms[-1]
-    assert text3.configs == ["configs/insp2p_tiny.yaml"] and experiment.edit_spec(text3).text_scale == 3.0
+    assert text3.configs == ["configs/ip2p_tiny.yaml"] and experiment.edit_spec(text3).text_guidance_scale == 3.0
 
 
 @pytest.mark.parametrize(
@@ -371,18 +376,20 @@ def test_shipped_experiments_are_valid(path):
         for config in arm.configs:
             assert (REPO / config).exists(), f"{arm.name}: {config} does not exist"
     readme = (path.parent / "README.md").read_text()
-    assert "<!-- results:start -->" in readme and "python -m mredit.experiments" in readme
+    assert "<!-- results:start -->" in readme and "python -m mredit.lab.experiments" in readme
 
 
 def test_cli_reports_errors_in_one_line(tmp_path, capsys):
-    assert experiments.main([str(tmp_path / "missing")]) == 1
-    assert "experiment config not found" in capsys.readouterr().err
+    assert experiments.main(["--experiment", str(tmp_path / "missing")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("python -m mredit.lab.experiments: error: experiment config not found")
+    assert err.count("\n") == 1
 
 
 def test_cli_reference_pairs_the_selected_arms_with_another_arm(tmp_path, monkeypatch, capsys):
     FakeWorkflow(monkeypatch)
     exp = _write_experiment(tmp_path / "exp")
-    argv = [str(exp), "--out", str(tmp_path / "work"), "--arms", "reward_scale_2", "--seeds", "0"]
+    argv = ["--experiment", str(exp), "--out", str(tmp_path / "work"), "--arms", "reward_scale_2", "--seeds", "0"]
     assert experiments.main([*argv, "--reference", "reward"]) == 0
     differences = json.loads((exp / "results.json").read_text())["differences"]
     assert list(differences) == ["reward_scale_2"]  # the config's reference, baseline, is not selected
@@ -393,17 +400,52 @@ def test_cli_reference_pairs_the_selected_arms_with_another_arm(tmp_path, monkey
     assert "--reference 'baseline' is not a selected arm (reward, reward_scale_2)" in capsys.readouterr().err
 
 
-def test_edit_arguments_follow_the_edit_cli():
-    args = workflow.edit_args("m.ckpt", "test", "out", workflow.EditSpec(reward_scale=2.0), resolution=16)
+def test_edit_arguments_follow_the_edit_cli(tmp_path, capsys):
+    spec = workflow.EditSpec(reward_guidance_scale=2.0)
+    args = workflow.edit_args(tmp_path / "missing.ckpt", tmp_path, tmp_path / "out", spec, resolution=16)
     options = dict(zip(args[1::2], args[2::2]))
-    assert args[0] == "edit" and options["--resolution"] == "16" and options["--scores"] == "5,5,5"
-    assert options["--text-scale"] == "1.0" and options["--reward-scale"] == "2.0" and options["--model"] == "m.ckpt"
-    from mredit.inference.cli import register
+    assert args[0] == "edit" and options["--resolution"] == "16" and options["--scores"] == "[5, 5, 5]"
+    assert options["--text_guidance_scale"] == "1.0" and options["--reward_guidance_scale"] == "2.0"
+    assert options["--num_inference_steps"] == "25" and options["--use_ema"] == "true"
+    # the flags parse in `mredit edit`: it gets as far as looking for the model (a bad flag exits with code 2)
+    assert mredit_main(args) == 1
+    err = capsys.readouterr().err
+    assert "mredit edit: error:" in err and "usage" not in err
 
-    parser = argparse.ArgumentParser()
-    register(parser)
-    parsed = parser.parse_args(args[1:])  # the flags exist in `mredit edit`
-    assert parsed.resolution == 16 and parsed.scheduler == "ddim" and parsed.shards == ["test"]
+
+def test_the_plan_lists_data_trainings_and_edits_and_writes_nothing(tmp_path):
+    exp = _write_experiment(tmp_path / "exp", train={"max_steps": 4, "batch_size": 4, "checkpoint_steps": [2]})
+    plan = plan_experiment(load_experiment(exp), tmp_path / "work")
+    assert not (tmp_path / "work").exists()
+    assert [(d.name, s.seed) for d, s in plan.data] == [("n8_r16_c0.5_s0", 0), ("n8_r16_c0.5_s1", 1)]
+    assert [spec.name for spec, _ in plan.trainings] == [
+        "baseline/seed0",
+        "reward/seed0",
+        "baseline/seed1",
+        "reward/seed1",
+    ]
+    assert [run.label for run in plan.runs if run.seed == 0] == [
+        "baseline/seed0",
+        "baseline/seed0@2",
+        "reward/seed0",
+        "reward/seed0@2",
+        "reward_scale_2/seed0",
+        "reward_scale_2/seed0@2",
+    ]
+    reuse = next(run for run in plan.runs if run.label == "reward_scale_2/seed1@2")
+    assert reuse.checkpoint == tmp_path / "work/runs/reward/seed1/step2.ckpt"
+    assert reuse.edits == tmp_path / "work/runs/reward_scale_2/seed1/curve/step2/edits"
+    assert (
+        reuse.edit_spec.reward_guidance_scale == 2.0 and reuse.test_shards == tmp_path / "work/data/n8_r16_c0.5_s1/test"
+    )
+    assert len(plan_experiment(load_experiment(exp), tmp_path / "work", final_only=True).runs) == 6
+
+
+def test_two_arms_may_not_need_different_data_in_one_folder(tmp_path):
+    experiment = load_experiment(_write_experiment(tmp_path / "exp"))
+    experiment.arms[1].data = {"num_test": 14}  # the folder name leaves num_test out
+    with pytest.raises(ValueError, match="two arms need different data in"):
+        plan_experiment(experiment, tmp_path / "work")
 
 
 def test_run_jobs_marks_only_succeeded_jobs_done(tmp_path):
@@ -453,7 +495,7 @@ def _trained_arm_commands():
 @pytest.mark.parametrize("argv", _trained_arm_commands())
 def test_shipped_arms_parse_as_mredit_fit_commands(argv, capsys):
     """Overrides and reward options are raw CLI text in the configs: LightningCLI must accept them."""
-    from mredit.training.cli import run_lightning_cli
+    from mredit.training.lightning_cli import run_lightning_cli
 
     assert argv[0] == "fit"
     with pytest.raises(SystemExit) as exit_info:

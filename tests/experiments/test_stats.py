@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from mredit.stats import mean_confidence_interval, t_critical, t_two_sided_probability
+from mredit.lab.stats import mean_confidence_interval, t_critical, t_two_sided_probability
 
 # Two-sided 95% (and one 90%) Student-t critical values from standard tables.
 TABLE = {(1, 0.95): 12.7062, (2, 0.95): 4.3027, (3, 0.95): 3.1824, (4, 0.95): 2.7764, (9, 0.95): 2.2622,

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import save_file
+from tiny_model import tiny_parts
 
 from mredit.conditioning.official import OfficialRewardConditioner
-
-sys.path.insert(0, str(Path(__file__).parents[1] / "inference"))
-from tiny_model import tiny_parts  # noqa: E402
 
 
 def randomize_norms(module: torch.nn.Module) -> None:

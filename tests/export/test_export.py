@@ -1,17 +1,14 @@
 import json
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
+from tiny_trained import train_checkpoint
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "inference"))
-from tiny_trained import train_checkpoint  # noqa: E402
-
-from mredit.cli import main  # noqa: E402
-from mredit.export.export import load_module_from_checkpoint  # noqa: E402
-from mredit.inference.pipeline import RewardEditPipeline  # noqa: E402
+from mredit.cli import main
+from mredit.models.loading import load_module_from_checkpoint
+from mredit.pipelines.reward_edit import RewardEditPipeline
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +20,7 @@ def checkpoint(tmp_path_factory) -> Path:
 
 def test_export_cli_writes_ema_weights(checkpoint, tmp_path) -> None:
     assert main(["export", "--ckpt", str(checkpoint), "--out", str(tmp_path / "ema")]) == 0
-    assert main(["export", "--ckpt", str(checkpoint), "--out", str(tmp_path / "raw"), "--no-ema"]) == 0
+    assert main(["export", "--ckpt", str(checkpoint), "--out", str(tmp_path / "raw"), "--use_ema", "false"]) == 0
     index = json.loads((tmp_path / "ema" / "model_index.json").read_text())
     assert index["vae"] == ["mredit.models.pixel_autoencoder", "PixelShuffleAutoencoder"]
     assert index["conditioner"] == ["mredit.conditioning.official", "OfficialRewardConditioner"]

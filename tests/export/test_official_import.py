@@ -137,7 +137,7 @@ def test_import_cli_then_edit(official_folder, tmp_path, capsys) -> None:
     assert main(["import", "official", "--src", str(official_folder), "--out", str(out)]) == 0
     Image.new("RGB", (16, 16), (200, 30, 30)).save(tmp_path / "in.png")
     edit = ["edit", "--model", str(out), "--image", str(tmp_path / "in.png"), "--instruction", "make it blue"]
-    assert main([*edit, "--steps", "2", "--resolution", "16", "--out", str(tmp_path / "out.png")]) == 0
+    assert main([*edit, "--num_inference_steps", "2", "--resolution", "16", "--out", str(tmp_path / "out.png")]) == 0
     assert Image.open(tmp_path / "out.png").size == (16, 16)
     assert main(["import", "official", "--src", str(tmp_path / "nothing"), "--out", str(tmp_path / "x")]) == 1
     assert "has no unet/" in capsys.readouterr().err

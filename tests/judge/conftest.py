@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
+from fake_server import FakeJudgeServer
+from judge_helpers import API_KEY, FAST_RETRY
 
 from mredit.judge.openai_judge import OpenAIJudge
-
-sys.path.insert(0, str(Path(__file__).parent))
-from fake_server import FakeJudgeServer  # noqa: E402
-from judge_helpers import API_KEY, FAST_RETRY  # noqa: E402
 
 
 @pytest.fixture

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 from fake_server import FakeJudgeServer, expected_scores
-from judge_helpers import API_KEY, write_corrupt_tar, write_shards
+from judge_helpers import API_KEY, write_corrupt_tar, write_shards, write_truncated_tar
 
-from mredit.judge.annotate import annotate, export_rewards
+from mredit.judge.annotate import annotate, dry_run, export_rewards
 from mredit.judge.openai_judge import OpenAIJudge
 from mredit.judge.records import read_records
 from mredit.judge.retry import RetryPolicy
@@ -66,6 +66,21 @@ def test_every_input_ends_in_one_terminal_record(tmp_path, fake_server, make_jud
     assert again["skipped_done"] == len(FAULTY) and again["this_run"] == {"error": 1}
     assert fake_server.chat_requests - requests_before == 3  # the 3 attempts of the "down" sample
     assert again["final"] == dict(Counter(EXPECTED + ["invalid"]))
+
+
+def test_unreadable_shards_are_skipped_and_counted(tmp_path, fake_server, make_judge):
+    shards = write_shards(tmp_path / "shards", [f"edit {i}" for i in range(6)])  # 4 + 2 samples
+    plain = tmp_path / "plain"  # a directory without manifest.json: its *.tar files
+    plain.mkdir()
+    (plain / "a.tar").write_bytes((shards / "shard-000000.tar").read_bytes())
+    write_truncated_tar(plain / "b.tar", shards / "shard-000000.tar")
+    spec = [str(plain), f"pipe:cat {shards / 'shard-000001.tar'}", "pipe:exit 3"]
+    summary = annotate(spec, tmp_path / "out", make_judge(), concurrency=4)
+    assert summary["inputs"] == 6 and summary["final"] == {"ok": 6}
+    assert summary["skipped"] == {"unreadable_shard": 2}  # the truncated shard and the failing command
+    estimate = dry_run(spec, "gpt-4o", "low", 512)
+    assert estimate["samples"] == 6 and estimate["skipped"] == {"unreadable_shard": 2}
+    assert annotate([str(shards)], tmp_path / "out2", make_judge())["skipped"] == {}
 
 
 def test_transient_error_is_superseded_on_resume(tmp_path, fake_server, make_judge):
@@ -134,6 +149,7 @@ def _cli(args: list[str], env: dict[str, str], **kwargs) -> subprocess.Popen:
     )
 
 
+@pytest.mark.slow
 def test_sigkill_and_resume_matches_an_uninterrupted_run(tmp_path):
     server = FakeJudgeServer(api_key=API_KEY, latency=0.05).start()
     try:
@@ -141,7 +157,7 @@ def test_sigkill_and_resume_matches_an_uninterrupted_run(tmp_path):
         kinds = ["", " #fault=refusal", " #fault=malformed", " #fault=429x1"]
         instructions = [f"edit number {i}{kinds[i % 4]}" for i in range(40)]
         shards = write_shards(tmp_path / "shards", instructions)
-        common = ["annotate", "--shards", str(shards), "--concurrency", "2", "--retry-base", "0.01"]
+        common = ["annotate", "--shards", str(shards), "--concurrency", "2", "--lvlm.retry_base", "0.01"]
 
         killed_out = tmp_path / "killed"
         proc = _cli([*common, "--out", str(killed_out)], env)
@@ -176,7 +192,7 @@ def test_sigkill_and_resume_matches_an_uninterrupted_run(tmp_path):
 
 def test_dry_run_estimates_without_calling_the_api(tmp_path, fake_server):
     shards = write_shards(tmp_path / "shards", ["make it red"] * 3)
-    proc = _cli(["annotate", "--shards", str(shards), "--dry-run", "--detail", "low"], {**os.environ})
+    proc = _cli(["annotate", "--shards", str(shards), "--dry_run", "true", "--lvlm.detail", "low"], {**os.environ})
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     estimate = json.loads(out)
@@ -215,7 +231,7 @@ def test_cli_errors_are_one_line_and_export_works(tmp_path, fake_server, make_ju
     assert (
         main(["judge", "annotate", "--shards", str(shards), "--out", str(tmp_path / "o"), "--judge", "compatible"]) == 1
     )
-    assert "needs --base-url" in capsys.readouterr().err
+    assert "needs --lvlm.base_url" in capsys.readouterr().err
     assert main(["judge", "annotate", "--shards", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 1
     assert "shard not found" in capsys.readouterr().err
     annotate([str(shards)], tmp_path / "out", make_judge())

@@ -6,7 +6,7 @@ import json
 import random
 
 from fake_server import expected_scores
-from judge_helpers import tiny_image, write_corrupt_tar, write_shards
+from judge_helpers import tiny_image, write_corrupt_tar, write_shards, write_truncated_tar
 
 from mredit.judge import batch
 from mredit.judge.base import JudgeRequest
@@ -18,9 +18,11 @@ def test_batch_submit_status_collect_resubmit(tmp_path, fake_server, make_judge)
     instructions = ["make it red", "add a moon", "x #fault=batcherror", "y #fault=batchmissing", "z #fault=refusal"]
     shards = write_shards(tmp_path / "shards", instructions)
     bad = write_corrupt_tar(tmp_path / "bad.tar")
+    cut = write_truncated_tar(tmp_path / "cut.tar", shards / "shard-000000.tar")
     out = tmp_path / "out"
-    summary = batch.submit([str(shards), str(bad)], out, make_judge(), max_requests=2)
+    summary = batch.submit([str(shards), str(bad), str(cut)], out, make_judge(), max_requests=2)
     assert summary["new_batches"] == 3 and summary["new_requests"] == 5 and summary["invalid_inputs"] == 1
+    assert summary["skipped"] == {"unreadable_shard": 1}
     state = json.loads((out / batch.STATE_NAME).read_text())
     assert all(c["batch_id"] and c["file_id"] for c in state["chunks"])
     lines = (out / state["chunks"][0]["file"]).read_text().splitlines()

@@ -7,7 +7,7 @@ import random
 
 import pytest
 from fake_server import expected_scores
-from judge_helpers import API_KEY, tiny_image, write_corrupt_tar, write_shards
+from judge_helpers import API_KEY, tiny_image, write_corrupt_tar, write_shards, write_truncated_tar
 
 from mredit.cli import main
 from mredit.judge.benchmark import convert_real_edit, load_benchmark, normalise_category, parse_real_edit_entry
@@ -87,7 +87,10 @@ def test_shards_as_benchmark(tmp_path, fake_server, make_judge):
     (tmp_path / "edits").mkdir()
     tiny_image(random.Random(0)).save(tmp_path / "edits/s000.png")
     bad = write_corrupt_tar(tmp_path / "bad.tar")
-    results = evaluate_edits(tmp_path / "edits", [str(shards), str(bad)], make_judge(), tmp_path / "out")
+    cut = write_truncated_tar(tmp_path / "cut.tar", shards / "shard-000000.tar")
+    results = evaluate_edits(tmp_path / "edits", [str(shards), str(bad), str(cut)], make_judge(), tmp_path / "out")
+    assert results["coverage"]["skipped"] == {"unreadable_shard": 1}
+    assert "Unreadable benchmark shards skipped" in (tmp_path / "out/report.md").read_text()
     assert results["coverage"]["missing_edits"] == ["s001"]
     assert set(results["per_category"]) == {"local", "add", "uncategorised"}
     assert results["coverage"]["statuses"] == {"ok": 1, "invalid": 1} and "broken" in results["coverage"]["failed"]
@@ -172,20 +175,17 @@ def test_eval_cli(tmp_path, fake_server, monkeypatch, capsys):
 
 def test_oracle_judge_annotates_and_evaluates_synthetic_shards(tmp_path):
     pytest.importorskip("mredit.synth.oracle")
-    from mredit.data.shards import shard_paths
+    from mredit.data.reader import read_samples
     from mredit.judge.annotate import annotate
     from mredit.judge.records import read_records
     from mredit.judge.registry import build_judge
-    from mredit.judge.sources import iter_raw_samples
-    from mredit.schema import decode_sample
     from mredit.synth.generate import write_synth_shards
 
     write_synth_shards(tmp_path / "test", "test", 14, resolution=16)
     summary = annotate([str(tmp_path / "test")], tmp_path / "ann", build_judge("oracle"))
     assert summary["final"] == {"ok": 14}
     (tmp_path / "edits").mkdir()
-    for raw in iter_raw_samples(shard_paths(tmp_path / "test")):  # the exact answers as "model edits"
-        sample = decode_sample(raw)
+    for sample in read_samples(tmp_path / "test"):  # the exact answers as "model edits"
         sample.target.save(tmp_path / "edits" / f"{sample.key}.png")
     results = evaluate_edits(tmp_path / "edits", str(tmp_path / "test"), build_judge("oracle"), tmp_path / "out")
     assert results["coverage"]["judged"] == 14 and len(results["per_category"]) == 7

@@ -2,14 +2,8 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
-
-from models_helpers import make_module  # noqa: E402
+from models_helpers import make_module
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from diffusers import DDPMScheduler, UNet2DConditionModel
 from models_helpers import SMALLEST_TEXT, SMALLEST_UNET, loader, make_batch, make_module, make_trainer
 
 from mredit.models.components import TINY_UNET, build_tiny_components, resolve_pretrained_path
-from mredit.models.instruct_pix2pix import InstructPix2PixModule, widen_conv_in
+from mredit.models.ip2p import InstructPix2PixModule, widen_conv_in
 from mredit.models.objective import diffusion_objective, edit_region_balanced_mse
 
 

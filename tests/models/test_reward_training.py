@@ -9,7 +9,7 @@ from models_helpers import loader, make_batch, make_module, make_trainer
 
 from mredit.callbacks.reward_conditioning import RewardConditioning
 from mredit.conditioning.paper import PaperRewardConditioner
-from mredit.models.instruct_pix2pix import InstructPix2PixModule
+from mredit.models.ip2p import InstructPix2PixModule
 from mredit.models.reward_mixin import CHECKPOINT_KEY
 
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from smartedit_helpers import TINY_SIZES
+from smartedit_helpers import tiny_module
 
-from mredit.models.smartedit.mllm import LlavaMLLM
+from mredit.models.smartedit.mllm import LlavaMLLM, MLLMConfig
 from mredit.models.smartedit.module import SmartEditModule
 from mredit.models.smartedit.tiny import tiny_llm, tiny_llm_tokenizer, tiny_projector, tiny_vision_tower
 
@@ -13,9 +13,10 @@ from mredit.models.smartedit.tiny import tiny_llm, tiny_llm_tokenizer, tiny_proj
 @pytest.fixture
 def tiny_mllm() -> LlavaMLLM:
     tokenizer = tiny_llm_tokenizer()
-    return LlavaMLLM(tiny_llm(len(tokenizer)), tiny_vision_tower(), tiny_projector(), tokenizer, num_img_tokens=4)
+    parts = tiny_llm(len(tokenizer)), tiny_vision_tower(), tiny_projector(), tokenizer
+    return LlavaMLLM(*parts, MLLMConfig(num_img_tokens=4))
 
 
 @pytest.fixture(scope="module")
 def smartedit_module() -> SmartEditModule:
-    return SmartEditModule(stage="smartedit", **TINY_SIZES)
+    return tiny_module(stage="smartedit")

@@ -7,7 +7,7 @@ import torch
 from transformers.models.sam.configuration_sam import SamMaskDecoderConfig
 from transformers.models.sam.modeling_sam import SamTwoWayTransformer
 
-from mredit.models.smartedit.bim import BidirectionalInteractionModule
+from mredit.models.smartedit.bim import BidirectionalInteractionModule, BIMConfig
 
 ATTENTION_NAMES = {
     "self_attn": "self_attn",
@@ -38,7 +38,7 @@ def _copy_into_sam(bim: BidirectionalInteractionModule, sam: SamTwoWayTransforme
 def test_two_way_transformer_matches_sam():
     torch.manual_seed(0)
     dim, side = 32, 3
-    bim = BidirectionalInteractionModule(16, dim, 8, depth=2, num_heads=4, mlp_dim=48, downsample=2).eval()
+    bim = BidirectionalInteractionModule(16, dim, 8, BIMConfig(depth=2, num_heads=4, mlp_dim=48, downsample=2)).eval()
     config = SamMaskDecoderConfig(
         hidden_size=dim, num_hidden_layers=2, num_attention_heads=4, mlp_dim=48, layer_norm_eps=1e-5
     )

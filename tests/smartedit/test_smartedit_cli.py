@@ -67,6 +67,7 @@ def test_checkpoint_round_trip_without_the_callback(reward_run):
     hparams = {k: v for k, v in checkpoint["hyper_parameters"].items() if not k.startswith("_")}  # LightningCLI's
     assert hparams["init_seed"] == 3 and hparams["edit_residual"]
     fresh = SmartEditModule(**hparams)  # the frozen parts come back from the seeded init
+    fresh.configure_model()
     for frozen in ("vision_tower", "projector"):
         pairs = zip(getattr(fresh.mllm, frozen).parameters(), getattr(module.mllm, frozen).parameters())
         assert all(torch.equal(a, b) for a, b in pairs)
@@ -101,7 +102,7 @@ def test_edit_and_export_cli_accept_a_smartedit_checkpoint(reward_run, tmp_path)
     Image.new("RGB", (32, 32), (200, 40, 40)).save(tmp_path / "in.png")
     out = tmp_path / "out.png"
     edit = ["edit", "--model", str(reward_run), "--image", str(tmp_path / "in.png"), "--instruction", "make it blue"]
-    steps = ["--steps", "2", "--resolution", "32"]
+    steps = ["--num_inference_steps", "2", "--resolution", "32"]
     assert main([*edit, *steps, "--scheduler", "euler_a", "--out", str(out)]) == 1  # an x0 model: cannot sample
     assert main([*edit, *steps, "--scheduler", "ddim", "--out", str(out)]) == 0
     ddim = np.asarray(Image.open(out))

@@ -1,4 +1,5 @@
-"""SmartEditModule on tiny random parts: losses per stage, trainables, conv_in hook order, rewards, export, editing."""
+"""SmartEditModule on tiny random parts: building in configure_model, losses per stage, trainables, conv_in hook
+order, rewards, export, editing."""
 
 from __future__ import annotations
 
@@ -9,17 +10,17 @@ import torch
 from diffusers import UNet2DConditionModel
 from PIL import Image
 from safetensors.torch import load_file
-from smartedit_helpers import TINY_SIZES, make_batch
+from smartedit_helpers import TINY_SIZES, make_batch, tiny_module
 
 from mredit.conditioning.base import RewardCondition
 from mredit.conditioning.registry import build_conditioner
-from mredit.models.smartedit.module import SmartEditModule, conditioning_dropout
+from mredit.models.smartedit.module import SmartEditModule, conditioning_dropout_masks
 from mredit.models.smartedit.pipeline import edit_tensors
 
 
 def test_conditioning_dropout_thresholds():
     random_p = torch.tensor([0.0, 0.049, 0.05, 0.099, 0.1, 0.149, 0.15, 0.9])
-    drop_text, drop_image = conditioning_dropout(random_p, 0.05)
+    drop_text, drop_image = conditioning_dropout_masks(random_p, 0.05)
     assert drop_text.tolist() == [True, True, True, True, False, False, False, False]
     assert drop_image.tolist() == [False, False, True, True, True, True, False, False]
 
@@ -40,7 +41,7 @@ def test_stage_trainables(smartedit_module):
 
 
 def test_align_stage_trains_rows_and_qformer_only():
-    module = SmartEditModule(stage="align", **TINY_SIZES)
+    module = tiny_module(stage="align")
     trainable = {name.split(".")[0] for name, p in module.named_parameters() if p.requires_grad}
     assert trainable == {"mllm", "qformer"}
     assert not any(p.requires_grad for p in module.mllm.lora_parameters())
@@ -103,7 +104,7 @@ def test_reward_conditioner_attach_detach(smartedit_module):
         losses["loss"].backward()
         assert any(p.grad is not None for p in conditioner.parameters())
         module.eval()
-        edited = edit_tensors(module, make_batch(1)["source"], ["make it red"], steps=2, seed=3)
+        edited = edit_tensors(module, make_batch(1)["source"], ["make it red"], num_inference_steps=2, seed=3)
         assert edited.shape == (1, 3, 32, 32) and edited.abs().max() <= 1
     finally:
         module.detach_reward_conditioner()
@@ -115,10 +116,11 @@ def test_reward_conditioner_attach_detach(smartedit_module):
 def test_edit_is_deterministic_and_returns_pil(smartedit_module):
     module = smartedit_module.eval()
     source = make_batch()["source"]
-    first = edit_tensors(module, source, ["make it red", "remove it"], steps=2, seed=1)
-    again = edit_tensors(module, source, ["make it red", "remove it"], steps=2, seed=1)
+    first = edit_tensors(module, source, ["make it red", "remove it"], num_inference_steps=2, seed=1)
+    again = edit_tensors(module, source, ["make it red", "remove it"], num_inference_steps=2, seed=1)
     assert torch.equal(first, again) and first.shape == source.shape
-    images = module.edit([Image.new("RGB", (40, 30), (200, 10, 10))], ["make it blue"], resolution=32, steps=2)
+    image = Image.new("RGB", (40, 30), (200, 10, 10))
+    images = module.edit([image], ["make it blue"], resolution=32, num_inference_steps=2)
     assert images[0].size == (32, 24) and images[0].mode == "RGB"
     out = module.predict_step(make_batch(), 0)
     assert out["key"] == ["k0", "k1"] and [image.size for image in out["images"]] == [(32, 32)] * 2
@@ -131,16 +133,16 @@ def test_edit_residual_recipe_trains_on_the_edit_and_adds_the_source_back():
     batch = make_batch()
     batch["target"] = batch["source"].clone()
     for edit_residual in (True, False):
-        module = SmartEditModule(
-            stage="smartedit", scheduler_config={"prediction_type": "sample"}, edit_residual=edit_residual, **TINY_SIZES
-        )
+        module = tiny_module(scheduler_config={"prediction_type": "sample"}, edit_residual=edit_residual)
         assert module.noise_scheduler.config.prediction_type == "sample"
-        module.hparams.cond_dropout = 0.0
+        module.hparams.conditioning_dropout = 0.0
         with torch.no_grad():
             module.unet.conv_out.weight.zero_()
             module.unet.conv_out.bias.zero_()
             diffusion = module.compute_losses(batch)["diffusion_loss"].item()
-            edited = edit_tensors(module.eval(), batch["source"], batch["instruction"], steps=3, scheduler="ddim")
+            edited = edit_tensors(
+                module.eval(), batch["source"], batch["instruction"], num_inference_steps=3, scheduler="ddim"
+            )
         assert (diffusion == 0.0) is edit_residual, (edit_residual, diffusion)
         assert torch.allclose(edited, batch["source"], atol=1e-5) is edit_residual
 
@@ -167,11 +169,73 @@ def test_real_config_needs_env_vars(monkeypatch):
 
 def test_init_seed_follows_the_global_seed_and_is_recorded():
     torch.manual_seed(5)
-    first = SmartEditModule(stage="smartedit", **{**TINY_SIZES, "init_seed": None})
+    first = tiny_module(init_seed=None)
     torch.manual_seed(5)
-    again = SmartEditModule(stage="smartedit", **{**TINY_SIZES, "init_seed": None})
+    again = tiny_module(init_seed=None)
     assert first.hparams.init_seed == 5
     pairs = zip(first.mllm.vision_tower.parameters(), again.mllm.vision_tower.parameters())
     assert all(torch.equal(a, b) for a, b in pairs)
-    other = SmartEditModule(stage="smartedit", **{**TINY_SIZES, "init_seed": 6})
+    other = tiny_module(init_seed=6)
     assert not torch.equal(next(other.unet.parameters()), next(first.unet.parameters()))
+
+
+def test_init_records_settings_and_configure_model_builds_once():
+    module = SmartEditModule(**TINY_SIZES)
+    assert not module.is_built and not hasattr(module, "unet") and len(list(module.parameters())) == 0
+    module.configure_model()
+    unet, params = module.unet, len(list(module.parameters()))
+    module.configure_model()  # idempotent: Lightning and RewardConditioning.setup may both call it
+    assert module.unet is unet and len(list(module.parameters())) == params
+    assert module.mllm.prompt.img_ids and module.qformer.queries.shape == (1, 8, 32)
+    assert module.lora_config.r == 8 and module.lora_config.task_type == "CAUSAL_LM"
+
+
+def test_parts_are_built_on_the_cpu_in_fp32_whatever_the_context():
+    """Lightning calls configure_model inside its device and dtype contexts; the seeded tiny parts (left out of
+    checkpoints) and the random inits must not depend on them."""
+    module = SmartEditModule(**TINY_SIZES)
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    torch.manual_seed(0)  # the trainable parts (LoRA, Q-Former, BIM) start from the global RNG
+    try:
+        with torch.device("meta"):
+            module.configure_model()
+    finally:
+        torch.set_default_dtype(default)
+    torch.manual_seed(0)
+    reference = tiny_module().state_dict()
+    for key, value in module.state_dict().items():
+        assert value.device.type == "cpu" and torch.equal(value, reference[key]), key
+
+
+def test_hparams_are_plain_and_rebuild_the_module(smartedit_module):
+    hparams = dict(smartedit_module.hparams)
+    assert json.loads(json.dumps(hparams)) == hparams  # checkpoints load with weights_only; smartedit.json is JSON
+    assert hparams["qformer"] == {
+        "num_queries": 8,
+        "num_layers": 2,
+        "num_heads": 4,
+        "intermediate_size": 64,
+        "cross_attention_frequency": 2,
+    }
+    assert hparams["lora"] == {
+        "r": 8,
+        "lora_alpha": 16,
+        "lora_dropout": 0.05,
+        "target_modules": ["q_proj", "v_proj"],
+        "bias": "none",
+        "task_type": "CAUSAL_LM",
+    }
+    rebuilt = SmartEditModule(**hparams)
+    assert dict(rebuilt.hparams) == hparams
+    assert rebuilt.qformer_config == smartedit_module.qformer_config
+    assert rebuilt.bim_config == smartedit_module.bim_config and rebuilt.mllm_config == smartedit_module.mllm_config
+
+
+def test_settings_are_checked_without_building():
+    with pytest.raises(ValueError, match="conditioning_dropout"):
+        SmartEditModule(**TINY_SIZES, conditioning_dropout=0.5)
+    with pytest.raises(ValueError, match="stage"):
+        SmartEditModule(**{**TINY_SIZES, "stage": "stage2"})
+    with pytest.raises(TypeError, match="qformer_depth"):
+        SmartEditModule(**TINY_SIZES, qformer_depth=2)

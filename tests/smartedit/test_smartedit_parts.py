@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from mredit.models.smartedit.bim import BidirectionalInteractionModule
+from mredit.models.smartedit.bim import BidirectionalInteractionModule, BIMConfig
 from mredit.models.smartedit.prompt import IGNORE_INDEX
-from mredit.models.smartedit.qformer import ImgTokenResampler
+from mredit.models.smartedit.qformer import ImgTokenResampler, QFormerConfig
 
 
 def test_prompt_supervises_answer_and_img_tokens_only(tiny_mllm):
@@ -49,10 +49,10 @@ def test_text_only_prompt_has_no_image_slot(tiny_mllm):
 
 def test_qformer_and_bim_shapes_and_zero_init():
     torch.manual_seed(0)
-    qformer = ImgTokenResampler(64, width=32, num_queries=8, num_layers=2, num_heads=4, intermediate_size=64)
+    qformer = ImgTokenResampler(64, 32, QFormerConfig(num_queries=8, num_layers=2, num_heads=4, intermediate_size=64))
     text = qformer(torch.randn(2, 4, 64))
     assert text.shape == (2, 8, 32)
-    bim = BidirectionalInteractionModule(32, 24, 16, depth=2, num_heads=4, mlp_dim=48)
+    bim = BidirectionalInteractionModule(32, 24, 16, BIMConfig(depth=2, num_heads=4, mlp_dim=48))
     image = torch.randn(2, 9, 24)
     f_final, spatial = bim(text, image, (6, 6))
     assert torch.equal(f_final, text) and spatial.shape == (2, 16, 6, 6) and not spatial.any()

@@ -97,7 +97,7 @@ def test_shards_are_byte_identical_and_independent_of_shard_size(tmp_path):
 def test_cli_writes_decodable_shards(tmp_path, capsys):
     out = tmp_path / "test"
     argv = ["data", "synth", "--out", str(out), "--split", "test", "--num", "14", "--resolution", "16"]
-    assert main([*argv, "--with-rewards", "--shard-size", "5"]) == 0
+    assert main([*argv, "--with_rewards", "true", "--shard_size", "5"]) == 0
     assert json.loads(capsys.readouterr().out)["num_samples"] == 14
     manifest = read_manifest(out)
     assert manifest["reward_coverage"]["fraction"] == 1.0
@@ -113,7 +113,7 @@ def test_cli_writes_decodable_shards(tmp_path, capsys):
 
 @pytest.mark.parametrize(
     "args, message",
-    [(["--num", "0"], "--num must be >= 1"), (["--num", "3", "--corrupt-rate", "2"], "corrupt rate must be in [0, 1]")],
+    [(["--num", "0"], "--num must be >= 1"), (["--num", "3", "--corrupt_rate", "2"], "corrupt rate must be in [0, 1]")],
 )
 def test_cli_errors_are_one_line(tmp_path, capsys, args, message):
     assert main(["data", "synth", "--out", str(tmp_path), *args]) == 1
@@ -177,7 +177,7 @@ def test_categories_restrict_both_splits_and_keep_the_default_stream():
 
 def test_cli_categories(tmp_path, capsys):
     out = tmp_path / "train"
-    argv = ["data", "synth", "--out", str(out), "--num", "12", "--resolution", "16", "--categories", "local", "add"]
+    argv = ["data", "synth", "--out", str(out), "--num", "12", "--resolution", "16", "--categories", "[local, add]"]
     assert main(argv) == 0
     summary = json.loads(capsys.readouterr().out)
     assert set(summary["categories"]) == {"local", "add"}

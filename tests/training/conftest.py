@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
-
-from training_helpers import write_split_shards  # noqa: E402
+from training_helpers import write_split_shards
 
 
 @pytest.fixture(scope="session")

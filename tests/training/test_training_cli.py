@@ -14,7 +14,7 @@ from training_helpers import REPO, cli_args, run_mredit
 
 
 def _cli_error(argv: list[str], capsys) -> tuple[int, str]:
-    from mredit.training.cli import run_lightning_cli
+    from mredit.training.lightning_cli import run_lightning_cli
 
     with pytest.raises(SystemExit) as exit_info:
         run_lightning_cli(argv)
@@ -22,7 +22,7 @@ def _cli_error(argv: list[str], capsys) -> tuple[int, str]:
 
 
 def test_bad_config_key_is_one_line_naming_the_key(shard_dirs, tmp_path, capsys):
-    args = cli_args("insp2p_tiny.yaml", shard_dirs, tmp_path, "--model.init_args.learning_rat=0.1")
+    args = cli_args("ip2p_tiny.yaml", shard_dirs, tmp_path, "--model.init_args.learning_rat=0.1")
     code, err = _cli_error(["fit", *args], capsys)
     assert code == 2 and err.count("\n") == 1
     assert err.startswith("mredit fit: error:") and "'learning_rat' is not accepted" in err
@@ -30,12 +30,13 @@ def test_bad_config_key_is_one_line_naming_the_key(shard_dirs, tmp_path, capsys)
 
 def test_missing_pretrained_path_is_one_line(monkeypatch, capsys):
     monkeypatch.delenv("MREDIT_SD15_PATH", raising=False)
-    code, err = _cli_error(["fit", "--config", str(REPO / "configs" / "insp2p.yaml")], capsys)
+    code, err = _cli_error(["fit", "--config", str(REPO / "configs" / "ip2p.yaml")], capsys)
     last = err.strip().splitlines()[-1]  # above it only Lightning's log lines ("Seed set to 42")
     assert code == 1 and last.startswith("mredit fit: error:")
     assert "MREDIT_SD15_PATH is not set" in last and "unet/, vae/, text_encoder/, tokenizer/, scheduler/" in last
 
 
+@pytest.mark.slow
 def test_ddp_two_cpu_ranks_see_disjoint_samples_and_keep_identical_weights(shard_dirs, tmp_path):
     audit = tmp_path / "audit"
     extra = [
@@ -47,7 +48,7 @@ def test_ddp_two_cpu_ranks_see_disjoint_samples_and_keep_identical_weights(shard
         "--trainer.callbacks+=mredit.callbacks.ddp_audit.DDPAudit",
         f"--trainer.callbacks.out_dir={audit}",
     ]
-    run_mredit(["fit", *cli_args("insp2p_reward_tiny.yaml", shard_dirs, tmp_path, *extra)], timeout=240)
+    run_mredit(["fit", *cli_args("ip2p_reward_tiny.yaml", shard_dirs, tmp_path, *extra)], timeout=240)
     ranks = [json.loads((audit / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert all(r["world_size"] == 2 and r["global_step"] == 2 for r in ranks)
     keys = [set(r["keys"]) for r in ranks]
@@ -64,9 +65,10 @@ def _wait_for(path, process, timeout=180.0):
         time.sleep(0.2)
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_from_last(shard_dirs, tmp_path):
     base = cli_args(
-        "insp2p_reward_tiny.yaml",
+        "ip2p_reward_tiny.yaml",
         shard_dirs,
         tmp_path,
         "--trainer.limit_val_batches=0",
@@ -91,10 +93,28 @@ def test_sigkill_then_resume_from_last(shard_dirs, tmp_path):
     assert "reward_conditioner" in resumed
 
 
-@pytest.mark.parametrize("config", ["insp2p.yaml", "insp2p_reward.yaml", "insp2p_tiny.yaml", "insp2p_reward_tiny.yaml"])
-def test_configs_parse(config, monkeypatch):
-    from mredit.training.cli import run_lightning_cli
+CONFIG_FILES = sorted(path.name for path in (REPO / "configs").glob("*.yaml"))
+# the weights every real config names through the environment; placeholders are enough to parse
+WEIGHT_VARIABLES = (
+    "MREDIT_SD15_PATH",
+    "MREDIT_STAGE1_PATH",
+    "MREDIT_LLAVA_PATH",
+    "MREDIT_CLIP_VISION_PATH",
+    "MREDIT_SMARTEDIT_SD_PATH",
+)
 
+
+def test_every_config_file_is_parsed():
+    assert len(CONFIG_FILES) == 10 and "ip2p_tiny.yaml" in CONFIG_FILES
+
+
+@pytest.mark.parametrize("config", CONFIG_FILES)
+def test_config_parses(config, monkeypatch, capsys):
+    from mredit.training.lightning_cli import run_lightning_cli
+
+    for variable in WEIGHT_VARIABLES:
+        monkeypatch.setenv(variable, f"/nonexistent/{variable.lower()}")
     with pytest.raises(SystemExit) as exit_info:
         run_lightning_cli(["fit", "--config", str(REPO / "configs" / config), "--print_config"])
     assert exit_info.value.code in (0, None)
+    assert "class_path: mredit.models." in capsys.readouterr().out

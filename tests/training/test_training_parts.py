@@ -4,22 +4,17 @@ the validation image grid."""
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from models_helpers import loader, make_module, make_trainer
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "models"))
-
-from models_helpers import loader, make_module, make_trainer  # noqa: E402
-
-from mredit.callbacks.image_grid import ValidationImageGrid  # noqa: E402
-from mredit.training.checkpoint_io import AtomicCheckpointIO  # noqa: E402
-from mredit.training.loggers import WandbLogger, scrub_secrets  # noqa: E402
-from mredit.workflow import TrainingMonitor  # noqa: E402
+from mredit.callbacks.image_grid import ValidationImageGrid
+from mredit.callbacks.training_monitor import TrainingMonitor
+from mredit.training.checkpoint_io import AtomicCheckpointIO
+from mredit.training.loggers import WandbLogger, scrub_secrets
 
 
 def test_a_failed_save_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch):

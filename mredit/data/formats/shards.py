@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from mredit.data.formats import BadRecord, Record
-from mredit.data.pipeline import SkipCounter, classify_skip, iter_raw_samples, resolve_shards
+from mredit.data.reader import SkipCounter, classify_skip, iter_raw_samples, resolve_shards
 from mredit.schema import SampleError, decode_sample
 
 
@@ -19,4 +19,4 @@ def read_shards(src: list[str], **_: object) -> Iterator[Record]:
             yield BadRecord(str(raw.get("__key__", "?")), f"{classify_skip(e)}: {e}")
     unreadable = counter.counts()["unreadable_shard"]
     if unreadable:
-        yield BadRecord("<tar data>", f"unreadable_shard: {unreadable} unreadable tar entries (see the log)")
+        yield BadRecord("<tar data>", f"unreadable_shard: {unreadable} unreadable shards (see the log)")

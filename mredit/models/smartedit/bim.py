@@ -14,10 +14,30 @@ resized to whatever latent size the caller asks for.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+
+@dataclass(frozen=True)
+class BIMConfig:
+    """The two-way transformer of the BIM (SmartEdit's sizes by default); its width is the vision tower's.
+
+    Args:
+        depth: two-way blocks.
+        num_heads: attention heads (they must divide the vision width / ``downsample``).
+        mlp_dim: width of the token MLP.
+        downsample: the cross-attentions' inner width is the vision width / ``downsample``.
+        text_scale: weight of the refined text residual: ``f_final = f + text_scale * text_head(f')``.
+    """
+
+    depth: int = 2
+    num_heads: int = 8
+    mlp_dim: int = 2048
+    downsample: int = 2
+    text_scale: float = 0.5
 
 
 class RandomFourierPositions(nn.Module):
@@ -91,31 +111,21 @@ class BidirectionalInteractionModule(nn.Module):
         text_dim: Q-Former width (= the UNet ``cross_attention_dim``; 768 for SD1.5).
         image_dim: CLIP vision width (1024 for ViT-L/14); also the transformer width.
         unet_channels: ``block_out_channels[0]`` of the UNet (the ``conv_in`` output channels).
-        depth, num_heads, mlp_dim, downsample: the two-way transformer (SmartEdit: 2, 8, 2048, 2).
-        text_scale: weight of the refined text residual (SmartEdit: 0.5).
+        config: the two-way transformer's sizes and the text residual's weight (``BIMConfig``).
     """
 
-    def __init__(
-        self,
-        text_dim: int,
-        image_dim: int,
-        unet_channels: int,
-        depth: int = 2,
-        num_heads: int = 8,
-        mlp_dim: int = 2048,
-        downsample: int = 2,
-        text_scale: float = 0.5,
-    ) -> None:
+    def __init__(self, text_dim: int, image_dim: int, unet_channels: int, config: BIMConfig = BIMConfig()) -> None:
         super().__init__()
         if image_dim % 2:
             raise ValueError(f"BIM width {image_dim} must be even for the sin/cos positional encoding")
-        self.text_scale = text_scale
+        heads, downsample = config.num_heads, config.downsample
+        self.text_scale = config.text_scale
         self.modulate_head = nn.Linear(text_dim, image_dim)
         self.positions = RandomFourierPositions(image_dim // 2)
         self.blocks = nn.ModuleList(
-            TwoWayBlock(image_dim, num_heads, mlp_dim, downsample, skip_first_pe=i == 0) for i in range(depth)
+            TwoWayBlock(image_dim, heads, config.mlp_dim, downsample, skip_first_pe=i == 0) for i in range(config.depth)
         )
-        self.final_attn = DownsampledAttention(image_dim, num_heads, downsample)
+        self.final_attn = DownsampledAttention(image_dim, heads, downsample)
         self.final_norm = nn.LayerNorm(image_dim)
         self.text_head = nn.Linear(image_dim, text_dim)
         self.spatial_head = nn.Conv2d(image_dim, unet_channels, kernel_size=1)

@@ -8,9 +8,9 @@ a run without weights fails within seconds with one message naming every variabl
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -31,6 +31,29 @@ PATH_HELP = {
     "e.g. timbrooks/instruct-pix2pix or the converted InstructDiffusion checkpoint",
 }
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass(frozen=True)
+class PretrainedWeights:
+    """Where SmartEdit's pretrained parts come from (ignored by ``tiny`` models). ``$VARS`` and ``~`` are expanded;
+    every path is checked, without reading any weight, when the module is created.
+
+    Args:
+        llava_path: a local LLaVA-1.1 Hugging Face folder (LLaVA-7B-v1 / LLaVA-13B-v1, merged from the deltas).
+        vision_path: CLIP ViT-L/14 @ 224 (openai/clip-vit-large-patch14), a folder or hub id.
+        diffusion_path: a diffusers InstructPix2Pix-layout folder (unet/ vae/ text_encoder/ tokenizer/ scheduler/).
+        llm_dtype: dtype of the LLaMA weights (SmartEdit runs it in bf16; the LoRA weights stay fp32).
+    """
+
+    llava_path: str = "$MREDIT_LLAVA_PATH"
+    vision_path: str = "$MREDIT_CLIP_VISION_PATH"
+    diffusion_path: str = "$MREDIT_SMARTEDIT_SD_PATH"
+    llm_dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+
+    def resolve(self) -> PretrainedWeights:
+        """A copy with the paths expanded; one ``FileNotFoundError`` names every unset variable or empty path."""
+        paths = resolve_paths({f.name: getattr(self, f.name) for f in fields(self) if f.name in PATH_HELP})
+        return replace(self, **paths)
 
 
 @dataclass

@@ -10,6 +10,7 @@ LoRA A/B matrices plus these two tensors (no optimizer state for 32000 frozen ro
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import torch
@@ -33,6 +34,49 @@ CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
+@dataclass(frozen=True)
+class MLLMConfig:
+    """The conversation around the LLM and the [IMG] tokens it ends with (SmartEdit's by default).
+
+    Args:
+        num_img_tokens: r, the [IMG] tokens ``<img_0> ... <img_{r-1}>`` whose hidden states feed the Q-Former.
+        vision_select_layer: hidden layer of the CLIP vision tower whose patch features are used (LLaVA-1.1: -2,
+            CLS dropped).
+        max_instruction_tokens: instructions are truncated to this many LLM tokens.
+        system_prompt: the conversation's system message.
+        answer_text: the assistant's words before the [IMG] tokens (SmartEdit draws them from templates; a fixed
+            text keeps the [IMG] positions deterministic).
+    """
+
+    num_img_tokens: int = 32
+    vision_select_layer: int = -2
+    max_instruction_tokens: int = 128
+    system_prompt: str = DEFAULT_SYSTEM
+    answer_text: str = DEFAULT_ANSWER
+
+
+def smartedit_lora() -> LoraConfig:
+    """SmartEdit's LoRA of the LLaMA: r 8, alpha 16, dropout 0.05 on ``q_proj`` and ``v_proj``."""
+    return LoraConfig(
+        r=8,
+        lora_alpha=16,
+        lora_dropout=0.05,
+        target_modules=["q_proj", "v_proj"],
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+
+
+def resolve_lora(lora: LoraConfig | None) -> LoraConfig:
+    """The LoRA to inject: a copy of ``lora`` (peft writes into its config) with ``task_type`` ``CAUSAL_LM`` when
+    unset; None: ``smartedit_lora()``."""
+    if lora is None:
+        return smartedit_lora()
+    lora = copy.deepcopy(lora)
+    lora.task_type = lora.task_type or "CAUSAL_LM"
+    return lora
+
+
 @dataclass
 class MLLMOutput:
     """``img_hidden`` ``[B, r, D]``: last hidden states at the [IMG] positions; ``lm_loss`` when labels were used."""
@@ -47,6 +91,8 @@ class LlavaMLLM(nn.Module):
     vision_tower: a ``CLIPVisionModel`` (ViT-L/14 @ 224 for LLaVA-1.1); frozen.
     projector: LLaVA-1.1's single ``nn.Linear(vision_dim, llm_dim)``; frozen.
     tokenizer: the LLM tokenizer; the special tokens are added to it here.
+    config: the prompt and the [IMG] tokens (``MLLMConfig``).
+    lora: the LoRA injected into the LLM (see ``resolve_lora``; None: ``smartedit_lora()``).
     """
 
     def __init__(
@@ -55,22 +101,18 @@ class LlavaMLLM(nn.Module):
         vision_tower: CLIPVisionModel,
         projector: nn.Linear,
         tokenizer,
-        num_img_tokens: int = 32,
-        vision_select_layer: int = -2,
-        lora_r: int = 8,
-        lora_alpha: int = 16,
-        lora_dropout: float = 0.05,
-        lora_targets: tuple[str, ...] = ("q_proj", "v_proj"),
-        max_instruction_tokens: int = 128,
-        system_prompt: str = DEFAULT_SYSTEM,
-        answer_text: str = DEFAULT_ANSWER,
+        config: MLLMConfig = MLLMConfig(),
+        lora: LoraConfig | None = None,
     ) -> None:
         super().__init__()
-        self.vision_select_layer = vision_select_layer
+        self.vision_select_layer = config.vision_select_layer
         self.base_vocab = llm.get_input_embeddings().num_embeddings
-        tokenizer.add_tokens([IMAGE_TOKEN, IM_START, IM_END, *img_token_names(num_img_tokens)], special_tokens=True)
+        img_tokens = img_token_names(config.num_img_tokens)
+        tokenizer.add_tokens([IMAGE_TOKEN, IM_START, IM_END, *img_tokens], special_tokens=True)
         self.tokenizer = tokenizer
-        self.prompt = SmartEditPrompt(tokenizer, num_img_tokens, system_prompt, answer_text, max_instruction_tokens)
+        self.prompt = SmartEditPrompt(
+            tokenizer, config.num_img_tokens, config.system_prompt, config.answer_text, config.max_instruction_tokens
+        )
         if min(self.prompt.img_ids) < self.base_vocab:
             raise ValueError(
                 f"the [IMG] token ids must come after the LLM's {self.base_vocab} embedding rows; "
@@ -82,15 +124,7 @@ class LlavaMLLM(nn.Module):
         old_embeds, old_head = llm.get_input_embeddings().weight, llm.get_output_embeddings().weight
         self.new_token_embeds = nn.Parameter(old_embeds.detach().float().mean(0).repeat(num_new, 1))
         self.new_token_head = nn.Parameter(old_head.detach().float().mean(0).repeat(num_new, 1))
-        lora = LoraConfig(
-            r=lora_r,
-            lora_alpha=lora_alpha,
-            lora_dropout=lora_dropout,
-            target_modules=list(lora_targets),
-            bias="none",
-            task_type="CAUSAL_LM",
-        )
-        self.llm: PeftModel = get_peft_model(llm, lora)
+        self.llm: PeftModel = get_peft_model(llm, resolve_lora(lora))
         self.vision_tower, self.projector = vision_tower, projector
 
     @property

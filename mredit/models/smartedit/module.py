@@ -6,6 +6,9 @@ embedding of the instruction; trains the new token rows and the Q-Former), ``mll
 BIM; + LoRA and the whole UNet), ``smartedit`` (stage 2b: + the zero-initialised BIM). Every stage builds every
 part, so a stage's checkpoint feeds the next one through ``init_from``.
 
+``__init__`` only checks and records the settings (and that every pretrained path is set); the parts are built, and
+the pretrained weights read, in ``configure_model``.
+
 The UNet stays a stock ``UNet2DConditionModel``; BIM's spatial feature and the reward condition reach it through
 forward hooks on ``conv_in`` that are registered in a fixed order, so ``h = conv_in(x); h += v_sp; h += reward(h)``.
 """
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Literal
@@ -21,188 +25,218 @@ from typing import Any, Literal
 import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
-from torch import nn
+from peft import LoraConfig
+from PIL import Image
+from transformers import get_cosine_schedule_with_warmup
 
 from mredit.conditioning.base import RewardCondition
-from mredit.conditioning.seams import reward_conditioning
+from mredit.conditioning.seams import conv_in_residual, reward_conditioning
 from mredit.models.ema import EMAMixin
 from mredit.models.objective import diffusion_objective
 from mredit.models.reward_mixin import RewardConditionedMixin
-from mredit.models.smartedit.bim import BidirectionalInteractionModule
-from mredit.models.smartedit.loading import diffusion_components, load_mllm_parts, resolve_paths, tiny_mllm_parts
-from mredit.models.smartedit.mllm import LlavaMLLM
-from mredit.models.smartedit.prompt import DEFAULT_ANSWER, DEFAULT_SYSTEM
-from mredit.models.smartedit.qformer import ImgTokenResampler
+from mredit.models.smartedit.bim import BidirectionalInteractionModule, BIMConfig
+from mredit.models.smartedit.export import export_smartedit
+from mredit.models.smartedit.hparams import LEGACY_NAMES, config_dict, to_config, upgrade_legacy_hparams
+from mredit.models.smartedit.loading import PretrainedWeights, diffusion_components, load_mllm_parts, tiny_mllm_parts
+from mredit.models.smartedit.mllm import LlavaMLLM, MLLMConfig, resolve_lora
+from mredit.models.smartedit.pipeline import edit_images, edit_tensors, to_pil
+from mredit.models.smartedit.qformer import ImgTokenResampler, QFormerConfig
+from mredit.pipelines.reward_edit import AUTO_SCHEDULER
 
 log = logging.getLogger(__name__)
+# jsonargparse gives a LoraConfig parsed from a config an empty LoftQConfig for peft's ``loftq_config={}``, which
+# peft then drops with this warning on every run
+warnings.filterwarnings("ignore", message="`loftq_config` specified but will be ignored", category=UserWarning)
 
 Stage = Literal["align", "mllmsd", "smartedit"]
 # never trained: left out of checkpoints (rebuilt from the pretrained paths, or the seeded tiny init)
 FROZEN_PREFIXES = ("mllm.vision_tower.", "mllm.projector.", "vae.", "text_encoder.")
 
 
-@contextmanager
-def spatial_residual(unet: nn.Module, spatial: torch.Tensor | None) -> Iterator[None]:
-    """Within the block, ``unet.conv_in``'s output gets ``spatial`` added (SmartEdit's v_sp); None: no-op."""
-    if spatial is None:
-        yield
-        return
-
-    def add(_module: nn.Module, _inputs: tuple, h0: torch.Tensor) -> torch.Tensor:
-        if spatial.shape[0] != h0.shape[0] or spatial.shape[1:] != h0.shape[1:]:
-            raise ValueError(f"BIM spatial feature {tuple(spatial.shape)} does not match conv_in {tuple(h0.shape)}")
-        return h0 + spatial.to(h0.dtype)
-
-    handle = unet.conv_in.register_forward_hook(add)
-    try:
-        yield
-    finally:
-        handle.remove()
-
-
-def conditioning_dropout(random_p: torch.Tensor, p: float) -> tuple[torch.Tensor, torch.Tensor]:
+def conditioning_dropout_masks(random_p: torch.Tensor, p: float) -> tuple[torch.Tensor, torch.Tensor]:
     """SmartEdit's masks from one uniform draw per sample: text dropped below 2p, source image in [p, 3p), so p of
     the samples lose the text only, p both, p the image only. BIM's spatial feature is never dropped."""
     return random_p < 2 * p, (random_p >= p) & (random_p < 3 * p)
 
 
+@contextmanager
+def fp32_on_cpu() -> Iterator[None]:
+    """New tensors on the CPU in float32, whatever device or dtype context the caller is in."""
+    dtype = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float32)
+    try:
+        with torch.device("cpu"):
+            yield
+    finally:
+        torch.set_default_dtype(dtype)
+
+
 class SmartEditModule(RewardConditionedMixin, EMAMixin, pl.LightningModule):
-    """Args (real sizes are SmartEdit's defaults; the tiny configs shrink them):
-    stage: ``align`` | ``mllmsd`` | ``smartedit`` (see the module docstring).
-    tiny: random tiny parts (CPU) instead of the pretrained paths.
-    llava_path, vision_path, diffusion_path: pretrained sources; ``$VARS`` are expanded (see ``loading.py``).
-    init_from: a Lightning checkpoint of the previous stage; its weights are loaded non-strictly.
-    num_img_tokens, num_queries: r [IMG] tokens (32) and Q-Former queries (77).
-    qformer_*: the SD-Q-Former; its width is the UNet ``cross_attention_dim``.
-    bim_*: the two-way transformer; its width is the vision tower's.
-    system_prompt, answer_text: the conversation's system message and the assistant's words before the [IMG]
-        tokens (SmartEdit draws the answer from templates; a fixed one keeps the [IMG] positions deterministic).
-    cond_dropout: p of SmartEdit's dropout (text 2p, image [p, 3p), both p).
-    *_loss_weight: LM cross-entropy, diffusion MSE, stage-1 alignment MSE.
-    llm_dtype: LLM weight dtype (SmartEdit runs LLaMA in bf16; the LoRA weights stay fp32).
-    ema_decay: EMA of the trainable weights (None: off, as in SmartEdit).
-    scheduler_config: overrides of the noise scheduler's config (tiny or pretrained), e.g. ``prediction_type``.
-    edit_residual: diffuse the edit (target minus source latents) instead of the target, as
-        ``InstructPix2PixModule(edit_residual=True)``; ``edit`` adds the source latents back. With
-        ``prediction_type: sample`` this is the tiny-scale recipe of docs/training.md.
-    init_seed: the seed of the tiny random parts (None: the run's ``seed_everything`` seed). It is recorded in the
-        hyperparameters, so a checkpoint, which leaves the frozen parts out, rebuilds the same ones.
-    inference_steps, text_guidance, image_guidance: ``predict_step``/``edit`` defaults (SmartEdit: 100, 7.5, 1.5).
+    """SmartEdit as a LightningModule (real sizes are SmartEdit's defaults; the tiny configs shrink them).
+
+    The parts are built in ``configure_model`` (Lightning calls it; call it yourself on a module you create in
+    Python): ``__init__`` only records the settings and checks that every pretrained path is set.
+
+    Args:
+        stage: ``align`` | ``mllmsd`` | ``smartedit`` (see the module docstring).
+        tiny: random tiny parts (CPU) instead of the pretrained weights; ``pretrained`` is then ignored.
+        pretrained: where the LLaVA-1.1 folder, the CLIP vision tower and the diffusers InstructPix2Pix folder come
+            from (``$VARS`` are expanded), and the LLM's dtype.
+        init_from: a Lightning checkpoint of the previous stage; its weights are loaded non-strictly once the parts
+            are built.
+        init_seed: the seed of the tiny random parts (None: the run's ``seed_everything`` seed). It is recorded in
+            the hyperparameters, so a checkpoint, which leaves the frozen parts out, rebuilds the same ones.
+        mllm: the conversation prompt and the number of [IMG] tokens.
+        lora: the LoRA of the LLaMA (a ``peft.LoraConfig``; None: SmartEdit's, r 8, alpha 16, dropout 0.05 on
+            q_proj/v_proj; ``task_type`` defaults to ``CAUSAL_LM``). Fields left out of a given one take peft's
+            defaults (lora_alpha 8, lora_dropout 0), so the configs spell out SmartEdit's four.
+        qformer: the SD-Q-Former; its width is the UNet ``cross_attention_dim``.
+        bim: the bidirectional interaction module; its width is the vision tower's.
+        conditioning_dropout: p of SmartEdit's dropout (text 2p, image [p, 3p), both p); in [0, 1/3].
+        llm_loss_weight: weight of the LM cross-entropy.
+        diffusion_loss_weight: weight of the diffusion MSE.
+        align_loss_weight: weight of the stage-1 alignment MSE.
+        learning_rate: AdamW learning rate (cosine decay to 0 over the run after the warm-up).
+        weight_decay: AdamW weight decay.
+        lr_warmup_steps: linear warm-up steps of the learning rate.
+        gradient_checkpointing: activation checkpointing in the LLaMA and the UNet.
+        ema_decay: EMA of the trainable weights (None: off, as in SmartEdit).
+        scheduler_config: overrides of the noise scheduler's config (tiny or pretrained), e.g. ``prediction_type``.
+        edit_residual: diffuse the edit (target minus source latents) instead of the target, as
+            ``InstructPix2PixModule(edit_residual=True)``; ``edit`` adds the source latents back. With
+            ``prediction_type: sample`` this is the tiny recipe of docs/training.md.
+        num_inference_steps: sampling steps of ``predict_step``/``edit`` (SmartEdit: 100).
+        text_guidance_scale: text guidance of ``predict_step``/``edit`` (SmartEdit: 7.5).
+        image_guidance_scale: image guidance of ``predict_step``/``edit`` (SmartEdit: 1.5).
+        **legacy_hparams: the flat names of checkpoints written before the part configs (``qformer_layers``,
+            ``lora_r``, ``cond_dropout``, ``inference_steps``, ... see ``hparams.LEGACY_NAMES``), so that
+            ``load_from_checkpoint`` and ``--ckpt_path`` read them; they are recorded under the current names.
     """
 
     def __init__(
         self,
         stage: Stage = "smartedit",
         tiny: bool = False,
-        llava_path: str = "$MREDIT_LLAVA_PATH",
-        vision_path: str = "$MREDIT_CLIP_VISION_PATH",
-        diffusion_path: str = "$MREDIT_SMARTEDIT_SD_PATH",
+        pretrained: PretrainedWeights = PretrainedWeights(),
         init_from: str | None = None,
-        num_img_tokens: int = 32,
-        num_queries: int = 77,
-        qformer_layers: int = 6,
-        qformer_heads: int = 12,
-        qformer_intermediate: int = 3072,
-        qformer_cross_frequency: int = 2,
-        bim_depth: int = 2,
-        bim_heads: int = 8,
-        bim_mlp_dim: int = 2048,
-        bim_downsample: int = 2,
-        bim_text_scale: float = 0.5,
-        vision_select_layer: int = -2,
-        lora_r: int = 8,
-        lora_alpha: int = 16,
-        lora_dropout: float = 0.05,
-        lora_targets: tuple[str, ...] = ("q_proj", "v_proj"),
-        max_instruction_tokens: int = 128,
-        system_prompt: str = DEFAULT_SYSTEM,
-        answer_text: str = DEFAULT_ANSWER,
-        cond_dropout: float = 0.05,
+        init_seed: int | None = None,
+        mllm: MLLMConfig = MLLMConfig(),
+        lora: LoraConfig | None = None,
+        qformer: QFormerConfig = QFormerConfig(),
+        bim: BIMConfig = BIMConfig(),
+        conditioning_dropout: float = 0.05,
         llm_loss_weight: float = 1.0,
         diffusion_loss_weight: float = 1.0,
         align_loss_weight: float = 1.0,
         learning_rate: float = 1e-5,
         weight_decay: float = 0.0,
-        warmup_steps: int = 0,
-        llm_dtype: Literal["float32", "bfloat16", "float16"] = "float32",
+        lr_warmup_steps: int = 0,
         gradient_checkpointing: bool = False,
         ema_decay: float | None = None,
         scheduler_config: dict[str, Any] | None = None,
         edit_residual: bool = False,
-        init_seed: int | None = None,
-        inference_steps: int = 100,
-        text_guidance: float = 7.5,
-        image_guidance: float = 1.5,
+        num_inference_steps: int = 100,
+        text_guidance_scale: float = 7.5,
+        image_guidance_scale: float = 1.5,
+        **legacy_hparams: Any,
     ) -> None:
         super().__init__()
+        unknown = sorted(set(legacy_hparams) - set(LEGACY_NAMES))
+        if unknown:
+            raise TypeError(f"SmartEditModule got unexpected arguments: {', '.join(unknown)}")
+        self.save_hyperparameters()  # (LightningCLI adds _class_path and _instantiator)
+        for name in legacy_hparams:  # recorded under the current names below
+            self.hparams.pop(name, None)
+        settings = {
+            "pretrained": pretrained,
+            "mllm": mllm,
+            "lora": lora,
+            "qformer": qformer,
+            "bim": bim,
+            "conditioning_dropout": conditioning_dropout,
+            "lr_warmup_steps": lr_warmup_steps,
+            "num_inference_steps": num_inference_steps,
+            "text_guidance_scale": text_guidance_scale,
+            "image_guidance_scale": image_guidance_scale,
+        }
+        settings = upgrade_legacy_hparams({**settings, **legacy_hparams})
         if stage not in ("align", "mllmsd", "smartedit"):
             raise ValueError(f"stage must be align, mllmsd or smartedit, got {stage!r}")
-        if not 0.0 <= cond_dropout <= 1 / 3:
-            raise ValueError(f"cond_dropout must be in [0, 1/3] (text 2p, image [p, 3p)), got {cond_dropout}")
-        self.save_hyperparameters()
-        if init_seed is None:
-            init_seed = self.hparams.init_seed = torch.initial_seed() % 2**32
-        if tiny:
-            parts, components = tiny_mllm_parts(init_seed), diffusion_components(None, init_seed, scheduler_config)
-        else:  # check every path first: a run without weights fails here, in seconds
-            paths = resolve_paths(
-                {"llava_path": llava_path, "vision_path": vision_path, "diffusion_path": diffusion_path}
+        if not 0.0 <= settings["conditioning_dropout"] <= 1 / 3:
+            raise ValueError(
+                "conditioning_dropout must be in [0, 1/3] (text 2p, image [p, 3p)), "
+                f"got {settings['conditioning_dropout']}"
             )
-            components = diffusion_components(paths["diffusion_path"], scheduler_config=scheduler_config)
-            parts = load_mllm_parts(paths["llava_path"], paths["vision_path"], llm_dtype)
         self.stage = stage
-        self.unet, self.vae = components.unet, components.vae
-        self.text_encoder, self.tokenizer = components.text_encoder, components.tokenizer
-        self.noise_scheduler = components.scheduler
-        width = self.unet.config.cross_attention_dim
-        if self.text_encoder.config.hidden_size != width:
-            raise ValueError(f"CLIP text width {self.text_encoder.config.hidden_size} != UNet cross-attention {width}")
-        self.mllm = LlavaMLLM(
-            parts.llm,
-            parts.vision_tower,
-            parts.projector,
-            parts.tokenizer,
-            num_img_tokens=num_img_tokens,
-            vision_select_layer=vision_select_layer,
-            lora_r=lora_r,
-            lora_alpha=lora_alpha,
-            lora_dropout=lora_dropout,
-            lora_targets=tuple(lora_targets),
-            max_instruction_tokens=max_instruction_tokens,
-            system_prompt=system_prompt,
-            answer_text=answer_text,
-        )
-        self.qformer = ImgTokenResampler(
-            self.mllm.hidden_size,
-            width,
-            num_queries,
-            qformer_layers,
-            qformer_heads,
-            qformer_intermediate,
-            qformer_cross_frequency,
-        )
-        self.bim = BidirectionalInteractionModule(
-            width,
-            self.mllm.vision_size,
-            self.unet.config.block_out_channels[0],
-            bim_depth,
-            bim_heads,
-            bim_mlp_dim,
-            bim_downsample,
-            bim_text_scale,
-        )
-        self.register_buffer("null_text", self.clip_text_embedding([""]), persistent=True)
-        self._set_trainable()
-        if gradient_checkpointing:
-            self.mllm.llm.get_base_model().gradient_checkpointing_enable({"use_reentrant": False})
-            self.unet.enable_gradient_checkpointing()
+        self.pretrained_weights = to_config(PretrainedWeights, settings["pretrained"])
+        self.mllm_config = to_config(MLLMConfig, settings["mllm"])
+        self.lora_config = resolve_lora(to_config(LoraConfig, settings["lora"]))
+        self.qformer_config = to_config(QFormerConfig, settings["qformer"])
+        self.bim_config = to_config(BIMConfig, settings["bim"])
+        # a run without weights fails here, in seconds, naming every variable to set
+        self._weights = None if tiny else self.pretrained_weights.resolve()
+        if init_seed is None:
+            init_seed = torch.initial_seed() % 2**32
+        parts = {
+            "pretrained": self.pretrained_weights,
+            "mllm": self.mllm_config,
+            "lora": self.lora_config,
+            "qformer": self.qformer_config,
+            "bim": self.bim_config,
+        }
+        # plain values only: checkpoints load with weights_only, smartedit.json is JSON
+        self.save_hyperparameters({**settings, **{k: config_dict(v) for k, v in parts.items()}, "init_seed": init_seed})
         self.init_reward_conditioning()
         self.configure_ema(ema_decay or 0.0, enabled=ema_decay is not None)
         self.strict_loading = False  # checkpoints leave out the frozen pretrained weights (FROZEN_PREFIXES)
-        if init_from is not None:
-            self.load_previous_stage(init_from)
 
     # ---- parts -------------------------------------------------------------------------------------------
+    @property
+    def is_built(self) -> bool:
+        return "unet" in self._modules
+
+    def configure_model(self) -> None:
+        """Build the parts (reading the pretrained weights, or the seeded tiny ones), then load ``init_from``.
+
+        Idempotent: returns at once when the parts exist. Lightning calls it before fit/validate/test/predict and in
+        ``load_from_checkpoint`` (before the state dict is loaded); ``RewardConditioning.setup``, which runs
+        earlier, calls it to read the UNet config. The parts are built on the CPU in float32, as a module built
+        in ``__init__`` was, whatever device or precision context the caller is in: the tiny parts and the random
+        inits do not depend on it, and Lightning moves and casts the module afterwards.
+        """
+        if self.is_built:
+            return
+        hp = self.hparams
+        with fp32_on_cpu():
+            if self._weights is None:
+                parts = tiny_mllm_parts(hp.init_seed)
+                components = diffusion_components(None, hp.init_seed, hp.scheduler_config)
+            else:
+                weights = self._weights
+                components = diffusion_components(weights.diffusion_path, scheduler_config=hp.scheduler_config)
+                parts = load_mllm_parts(weights.llava_path, weights.vision_path, weights.llm_dtype)
+            width = components.unet.config.cross_attention_dim
+            if components.text_encoder.config.hidden_size != width:
+                text_width = components.text_encoder.config.hidden_size
+                raise ValueError(f"CLIP text width {text_width} != UNet cross-attention {width}")
+            self.unet, self.vae = components.unet, components.vae
+            self.text_encoder, self.tokenizer = components.text_encoder, components.tokenizer
+            self.noise_scheduler = components.scheduler
+            self.mllm = LlavaMLLM(
+                parts.llm, parts.vision_tower, parts.projector, parts.tokenizer, self.mllm_config, self.lora_config
+            )
+            self.qformer = ImgTokenResampler(self.mllm.hidden_size, width, self.qformer_config)
+            self.bim = BidirectionalInteractionModule(
+                width, self.mllm.vision_size, self.unet.config.block_out_channels[0], self.bim_config
+            )
+            self.register_buffer("null_text", self.clip_text_embedding([""]), persistent=True)
+        self._set_trainable()
+        if hp.gradient_checkpointing:
+            self.mllm.llm.get_base_model().gradient_checkpointing_enable({"use_reentrant": False})
+            self.unet.enable_gradient_checkpointing()
+        if hp.init_from is not None:
+            self.load_previous_stage(hp.init_from)
+
     def _set_trainable(self) -> None:
         """align: new token rows + Q-Former; mllmsd: + LoRA + UNet; smartedit: + BIM. The rest stays frozen."""
         for module in (self.vae, self.text_encoder, self.unet, self.qformer, self.bim):
@@ -221,7 +255,7 @@ class SmartEditModule(RewardConditionedMixin, EMAMixin, pl.LightningModule):
         ids = self.tokenizer(
             texts,
             padding="max_length",
-            max_length=self.hparams.num_queries,
+            max_length=self.qformer_config.num_queries,
             truncation=True,
             return_tensors="pt",
         ).input_ids.to(self.text_encoder.device)
@@ -264,7 +298,7 @@ class SmartEditModule(RewardConditionedMixin, EMAMixin, pl.LightningModule):
         reward: RewardCondition | None,
     ) -> torch.Tensor:
         # hooks run in registration order: h = conv_in(x) + v_sp, then h + reward_latent(h)
-        with spatial_residual(self.unet, spatial), reward_conditioning(self.unet, reward):
+        with conv_in_residual(self.unet, spatial), reward_conditioning(self.unet, reward):
             return self.unet(sample, timesteps, encoder_hidden_states=text, return_dict=False)[0]
 
     # ---- training ----------------------------------------------------------------------------------------
@@ -285,8 +319,8 @@ class SmartEditModule(RewardConditionedMixin, EMAMixin, pl.LightningModule):
             if self.hparams.edit_residual:  # before the image dropout: the edit is always relative to the source
                 target_latents = target_latents - source_latents * self.vae.config.scaling_factor
         text, spatial, lm_loss = self.condition(source, instructions, tuple(source_latents.shape[-2:]), True)
-        drop_text, drop_image = conditioning_dropout(
-            torch.rand(batch_size, device=self.device), self.hparams.cond_dropout
+        drop_text, drop_image = conditioning_dropout_masks(
+            torch.rand(batch_size, device=self.device), self.hparams.conditioning_dropout
         )
         text = torch.where(drop_text.view(-1, 1, 1), self.null_text.to(text.dtype).expand_as(text), text)
         source_latents = source_latents * (~drop_image).view(-1, 1, 1, 1).to(source_latents.dtype)
@@ -314,12 +348,10 @@ class SmartEditModule(RewardConditionedMixin, EMAMixin, pl.LightningModule):
         self.log_dict({f"val/{k}": v for k, v in losses.items()}, sync_dist=True, batch_size=len(batch["instruction"]))
 
     def configure_optimizers(self) -> dict[str, Any]:
-        from transformers import get_cosine_schedule_with_warmup
-
         params = [p for p in self.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=self.hparams.learning_rate, weight_decay=self.hparams.weight_decay)
         total = max(int(self.trainer.estimated_stepping_batches), 1)
-        schedule = get_cosine_schedule_with_warmup(optimizer, self.hparams.warmup_steps, total)
+        schedule = get_cosine_schedule_with_warmup(optimizer, self.hparams.lr_warmup_steps, total)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
@@ -331,24 +363,55 @@ class SmartEditModule(RewardConditionedMixin, EMAMixin, pl.LightningModule):
                 del state[key]
 
     # ---- inference ---------------------------------------------------------------------------------------
-    def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:
-        """``{"key": [...], "images": [PIL]}`` (the contract of ``mredit.inference.predict.EditedImageWriter``),
-        at the best rewards, with the EMA weights, seeded per batch."""
-        from mredit.models.smartedit.pipeline import edit_tensors, to_pil
+    def edit_tensors(self, source: torch.Tensor, instructions: list[str], **options: Any) -> torch.Tensor:
+        """Edit ``source`` ``[B, 3, H, W]`` in [-1, 1] with the current weights (training previews wrap it in the
+        EMA weights); returns ``[B, 3, H, W]`` in [-1, 1]. ``options``: ``pipeline.edit_tensors``'s."""
+        return edit_tensors(self, source, list(instructions), **options)
 
+    def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:
+        """``{"key": [...], "images": [PIL]}`` (the contract of
+        ``mredit.callbacks.edited_image_writer.EditedImageWriter``), at the best rewards, with the EMA weights,
+        seeded per batch."""
         with self.ema_weights():
             edited = edit_tensors(self, batch["source"], list(batch["instruction"]), seed=batch_idx)
         return {"key": list(batch["key"]), "images": [to_pil(image) for image in edited]}
 
-    def edit(self, images: list, instructions: list[str], **options: Any) -> list:
-        """PIL images + instructions -> edited PIL images (EMA weights); options: ``pipeline.edit_images``."""
-        from mredit.models.smartedit.pipeline import edit_images
+    def edit(
+        self,
+        images: list[Image.Image],
+        instructions: list[str],
+        scores: Any = None,
+        feedback: list[str] | list[list[str]] | None = None,
+        num_inference_steps: int | None = None,
+        text_guidance_scale: float | None = None,
+        image_guidance_scale: float | None = None,
+        seed: int = 0,
+        scheduler: str = AUTO_SCHEDULER,
+        resolution: int = 256,
+    ) -> list[Image.Image]:
+        """PIL images + instructions -> edited PIL images, with the EMA weights (builds the parts first if needed).
 
+        ``scores``: one ``(following, preserving, quality)`` triple or one per image (default the best, 5, 5, 5);
+        ``feedback``: three texts or one triple per image (default no failure). The step count and guidance scales
+        default to the hyperparameters; images are fitted to ``resolution`` (long side).
+        """
+        self.configure_model()
         with self.ema_weights():
-            return edit_images(self, images, instructions, **options)
+            return edit_images(
+                self,
+                images,
+                instructions,
+                resolution=resolution,
+                scores=scores,
+                feedback=feedback,
+                num_inference_steps=num_inference_steps,
+                text_guidance_scale=text_guidance_scale,
+                image_guidance_scale=image_guidance_scale,
+                seed=seed,
+                scheduler=scheduler,
+            )
 
     def export(self, out_dir: str) -> None:
         """Write the trained parts (EMA weights if enabled); see ``export.export_smartedit``."""
-        from mredit.models.smartedit.export import export_smartedit
-
+        self.configure_model()
         export_smartedit(self, out_dir)

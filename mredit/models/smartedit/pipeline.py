@@ -1,10 +1,12 @@
-"""SmartEdit sampling: [IMG] hidden states -> Q-Former -> BIM -> InstructPix2Pix UNet with 3-way guidance.
+"""SmartEdit sampling: [IMG] hidden states -> Q-Former -> BIM -> the shared ``RewardEditPipeline`` loop.
 
 The LLM is teacher-forced through the answer and the r [IMG] tokens exactly as in training (SmartEdit samples the
 answer at temperature 0.7 and keeps the hidden states of whatever [IMG] tokens come out; forcing them is
-deterministic, cheaper, and never produces a wrong count or order). Guidance follows SmartEdit/InstructPix2Pix:
-branches (f_final, src), (null, src), (null, 0), ε = ε_u + s_T (ε_text − ε_img) + s_I (ε_img − ε_u); BIM's v_sp and
-the reward condition (by default the best rewards, (5, 5, 5) with no failure text) are applied in all three branches.
+deterministic, cheaper, and never produces a wrong count or order). The Q-Former/BIM output is the pipeline's
+``prompt_embeds`` and the null text its ``negative_prompt_embeds``, so guidance is SmartEdit's and
+InstructPix2Pix's: branches (f_final, src), (null, src), (null, 0), ε = ε_u + s_T (ε_text − ε_img) + s_I (ε_img −
+ε_u). BIM's v_sp (``conv_in_residual``) and the reward condition (by default the best rewards, (5, 5, 5) with no
+failure text) are applied in every branch.
 """
 
 from __future__ import annotations
@@ -13,28 +15,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from diffusers import EulerAncestralDiscreteScheduler
-from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
 
-from mredit.inference.pipeline import AUTO_SCHEDULER, BEST_SCORES, NO_FAILURE, build_scheduler
-from mredit.inference.sizing import fit_image, size_multiple, to_rgb
-
-
-def _rewards(
-    scores: Any, feedback: list[str] | list[list[str]] | None, batch: int
-) -> tuple[torch.Tensor, list[list[str]]]:
-    score_tensor = torch.as_tensor(BEST_SCORES if scores is None else scores, dtype=torch.float32).reshape(-1, 3)
-    if score_tensor.shape[0] == 1:
-        score_tensor = score_tensor.expand(batch, 3)
-    if score_tensor.shape[0] != batch:
-        raise ValueError(f"scores must be one triple or one per image ({batch}), got {score_tensor.shape[0]}")
-    texts = [list(NO_FAILURE)] if feedback is None else feedback
-    texts = [list(texts)] if isinstance(texts[0], str) else [list(t) for t in texts]
-    texts = texts * batch if len(texts) == 1 else texts
-    if len(texts) != batch or any(len(t) != 3 for t in texts):
-        raise ValueError(f"feedback must be one triple of texts or one triple per image ({batch})")
-    return score_tensor, texts
+from mredit.pipelines.reward_edit import AUTO_SCHEDULER, RewardEditPipeline
+from mredit.pipelines.sizing import fit_image, size_multiple, to_rgb
 
 
 @torch.no_grad()
@@ -44,56 +28,41 @@ def edit_tensors(
     instructions: list[str],
     scores: Any = None,
     feedback: list[str] | list[list[str]] | None = None,
-    steps: int | None = None,
-    text_guidance: float | None = None,
-    image_guidance: float | None = None,
+    num_inference_steps: int | None = None,
+    text_guidance_scale: float | None = None,
+    image_guidance_scale: float | None = None,
     seed: int = 0,
     scheduler: str = AUTO_SCHEDULER,
 ) -> torch.Tensor:
     """Edit ``source`` ``[B, 3, H, W]`` in [-1, 1]; returns ``[B, 3, H, W]`` in [-1, 1].
 
-    ``steps``/``text_guidance``/``image_guidance`` default to the module's hyperparameters (SmartEdit: 100, 7.5,
-    1.5). ``scores``/``feedback``: one triple for the batch or one per image; default the best rewards.
+    ``num_inference_steps``/``text_guidance_scale``/``image_guidance_scale`` default to the module's
+    hyperparameters (SmartEdit: 100, 7.5, 1.5). ``scores``/``feedback``: one triple for the batch or one per image;
+    default the best rewards.
     """
     hp = module.hparams
-    steps = steps or hp.inference_steps
-    s_text = hp.text_guidance if text_guidance is None else text_guidance
-    s_image = hp.image_guidance if image_guidance is None else image_guidance
     if module.stage == "align":
         raise ValueError("a stage-1 (align) SmartEdit model has not learned to edit: train stage mllmsd/smartedit")
     if len(instructions) != source.shape[0]:
         raise ValueError(f"{source.shape[0]} images for {len(instructions)} instructions")
-    batch, device, vae = source.shape[0], module.device, module.vae
-    source = source.to(device, vae.dtype)
-    image_latents = vae.encode(source).latent_dist.mode()
-    text, spatial, _ = module.condition(source, instructions, tuple(image_latents.shape[-2:]), False)
-    null = module.null_text.to(text.dtype).expand_as(text)
-    text_states = torch.cat([text, null, null])
-    image_states = torch.cat([image_latents, image_latents, torch.zeros_like(image_latents)])
-    spatial = None if spatial is None else spatial.repeat(3, 1, 1, 1)
-    reward = None
-    if module.reward_conditioner is not None:
-        score_tensor, texts = _rewards(scores, feedback, batch)
-        reward = module.compute_reward_condition(score_tensor.repeat(3, 1), texts * 3)
-
-    sampler = build_scheduler(scheduler, module.noise_scheduler.config)
-    sampler.set_timesteps(steps, device=device)
-    generator = torch.Generator("cpu").manual_seed(seed)
-    shape = (batch, vae.config.latent_channels, *image_latents.shape[-2:])
-    latents = randn_tensor(shape, generator=generator, device=device, dtype=text.dtype) * sampler.init_noise_sigma
-    step_kwargs = {"generator": generator} if isinstance(sampler, EulerAncestralDiscreteScheduler) else {}
-    for t in sampler.timesteps:
-        model_input = sampler.scale_model_input(torch.cat([latents] * 3), t)
-        model_input = torch.cat([model_input, image_states.to(model_input.dtype)], dim=1)
-        timesteps = t.expand(model_input.shape[0]).to(device)
-        eps_text, eps_image, eps_uncond = module.unet_forward(
-            model_input, timesteps, text_states, spatial, reward
-        ).chunk(3)
-        eps = eps_uncond + s_text * (eps_text - eps_image) + s_image * (eps_image - eps_uncond)
-        latents = sampler.step(eps, t, latents, **step_kwargs, return_dict=False)[0]
-    if module.hparams.get("edit_residual", False):  # the UNet denoised the edit: add the source back
-        latents = latents + image_latents * vae.config.scaling_factor
-    return vae.decode(latents / vae.config.scaling_factor, return_dict=False)[0].clamp(-1, 1)
+    pipe = RewardEditPipeline.from_module(module, scheduler=scheduler)
+    source = source.to(module.device, module.vae.dtype)
+    latent_size = (source.shape[-2] // pipe.vae_scale_factor, source.shape[-1] // pipe.vae_scale_factor)
+    text, spatial, _ = module.condition(source, list(instructions), latent_size, False)
+    edited = pipe(
+        source,
+        prompt_embeds=text,
+        negative_prompt_embeds=module.null_text,
+        conv_in_residual=spatial,
+        scores=scores,
+        feedback=feedback,
+        num_inference_steps=num_inference_steps or hp.num_inference_steps,
+        text_guidance_scale=hp.text_guidance_scale if text_guidance_scale is None else text_guidance_scale,
+        image_guidance_scale=hp.image_guidance_scale if image_guidance_scale is None else image_guidance_scale,
+        generator=torch.Generator("cpu").manual_seed(seed),
+        output_type="pt",
+    )
+    return edited * 2 - 1
 
 
 def edit_images(

@@ -1,0 +1,221 @@
+"""Report artefacts for the demo and the experiments: markdown tables, a comparison grid PNG, a bar chart.
+
+Inputs are plain dicts in the shape ``mredit judge eval`` writes (``results.json``): per perspective
+``{"yes_rate": float in [0, 1], "score": float in [0, 5], "yes_rate_ci": [lo, hi], "score_ci": [lo, hi], "n": int}``,
+the CI and ``n`` keys being optional. Arms (``baseline``, ``reward``, ...) map to such per-perspective dicts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, ImageDraw
+
+from mredit.schema import PERSPECTIVE_TITLES, PERSPECTIVES
+
+Metrics = Mapping[str, Mapping[str, Any]]  # perspective -> {"yes_rate": ..., "score": ..., ...}
+
+
+def _cell(value: Any, percent: bool) -> str:
+    if value is None:
+        return "–"
+    return f"{100 * value:.1f}" if percent else f"{value:.2f}"
+
+
+def _header(first_columns: Sequence[str]) -> list[str]:
+    titles = [f"{PERSPECTIVE_TITLES[p]} {m}" for p in PERSPECTIVES for m in ("yes %", "score")]
+    columns = [*first_columns, *titles]
+    return ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+
+
+def _metric_cells(metrics: Metrics) -> list[str]:
+    cells = []
+    for perspective in PERSPECTIVES:
+        entry = metrics.get(perspective, {})
+        cells += [_cell(entry.get("yes_rate"), percent=True), _cell(entry.get("score"), percent=False)]
+    return cells
+
+
+def format_overall_table(results: Mapping[str, Metrics]) -> str:
+    """One row per arm: yes-rate (%) and mean score (0-5) per perspective."""
+    lines = _header(["model"])
+    lines += ["| " + " | ".join([arm, *_metric_cells(metrics)]) + " |" for arm, metrics in results.items()]
+    return "\n".join(lines)
+
+
+def format_category_table(per_category: Mapping[str, Mapping[str, Metrics]]) -> str:
+    """``per_category[arm][category][perspective]`` -> one row per (category, arm), categories in first-seen order."""
+    categories: list[str] = []
+    for by_category in per_category.values():
+        categories += [c for c in by_category if c not in categories]
+    lines = _header(["category", "model"])
+    for category in categories:
+        for arm, by_category in per_category.items():
+            if category in by_category:
+                lines.append("| " + " | ".join([category, arm, *_metric_cells(by_category[category])]) + " |")
+    return "\n".join(lines)
+
+
+def format_aggregate_table(aggregate: Mapping[str, Mapping[str, Mapping[str, Mapping[str, Any]]]]) -> str:
+    """Experiment summary: ``aggregate[arm][perspective][metric] = {"mean", "ci": [lo, hi], "n"}``.
+
+    Cells read ``mean ± half-width`` of the 95% t-interval over seeds (yes-rates in %).
+    """
+    lines = _header(["arm", "seeds"])
+    for arm, metrics in aggregate.items():
+        cells, seeds = [], 0
+        for perspective in PERSPECTIVES:
+            for metric, scale in (("yes_rate", 100.0), ("score", 1.0)):
+                entry = metrics.get(perspective, {}).get(metric)
+                if entry is None:
+                    cells.append("–")
+                    continue
+                seeds = max(seeds, entry["n"])
+                digits = 1 if scale == 100.0 else 2
+                half = (entry["ci"][1] - entry["ci"][0]) / 2 if entry.get("ci") else None
+                text = f"{scale * entry['mean']:.{digits}f}"
+                cells.append(text if half is None else f"{text} ± {scale * half:.{digits}f}")
+        lines.append("| " + " | ".join([arm, str(seeds), *cells]) + " |")
+    return "\n".join(lines)
+
+
+def save_comparison_grid(
+    rows: Sequence[tuple[str, Sequence[Image.Image]]],
+    column_titles: Sequence[str],
+    path: str | os.PathLike,
+    cell_size: int = 96,
+) -> Path:
+    """A PNG with one row per example (its images side by side, upscaled with nearest neighbour so pixels stay
+    visible) and a caption under each row (the instruction); column titles on top."""
+    if not rows:
+        raise ValueError("no rows to draw")
+    columns = len(column_titles)
+    for caption, images in rows:
+        if len(images) != columns:
+            raise ValueError(f"row '{caption}' has {len(images)} images, expected {columns}")
+    title_h, caption_h, pad = 16, 14, 4
+    width = columns * (cell_size + pad) + pad
+    row_h = cell_size + caption_h + pad
+    canvas = Image.new("RGB", (width, title_h + len(rows) * row_h + pad), "white")
+    draw = ImageDraw.Draw(canvas)
+    for c, title in enumerate(column_titles):
+        draw.text((pad + c * (cell_size + pad), 2), title, fill="black")
+    for r, (caption, images) in enumerate(rows):
+        top = title_h + r * row_h
+        for c, image in enumerate(images):
+            tile = image.convert("RGB").resize((cell_size, cell_size), Image.Resampling.NEAREST)
+            canvas.paste(tile, (pad + c * (cell_size + pad), top))
+        draw.text((pad, top + cell_size + 1), caption[: width // 6], fill="black")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    canvas.save(path)
+    return path
+
+
+def save_metric_bars(results: Mapping[str, Metrics], path: str | os.PathLike, title: str = "") -> Path:
+    """Grouped bars per perspective, one bar per arm: yes-rate (%) on the left, mean score (0-5) on the right.
+
+    Error bars show the 95% intervals when the results carry ``yes_rate_ci``/``score_ci``.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    arms = list(results)
+    width = 0.8 / max(len(arms), 1)
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    for ax, metric, scale, label in (
+        (axes[0], "yes_rate", 100.0, "yes-rate (%)"),
+        (axes[1], "score", 1.0, "mean score (0-5)"),
+    ):
+        for i, arm in enumerate(arms):
+            xs = [k + (i - (len(arms) - 1) / 2) * width for k in range(len(PERSPECTIVES))]
+            entries = [results[arm].get(p, {}) for p in PERSPECTIVES]
+            heights = [scale * (e.get(metric) or 0.0) for e in entries]
+            errors = None
+            if all(e.get(f"{metric}_ci") for e in entries):
+                lows = [h - scale * e[f"{metric}_ci"][0] for h, e in zip(heights, entries)]
+                highs = [scale * e[f"{metric}_ci"][1] - h for h, e in zip(heights, entries)]
+                errors = [[max(v, 0.0) for v in lows], [max(v, 0.0) for v in highs]]
+            ax.bar(xs, heights, width, yerr=errors, capsize=3, label=arm)
+        ax.set_xticks(range(len(PERSPECTIVES)), [PERSPECTIVE_TITLES[p] for p in PERSPECTIVES], fontsize=8)
+        ax.set_ylabel(label)
+        ax.set_ylim(0, 100 if scale == 100.0 else 5)
+    axes[0].legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def replace_between_markers(text: str, block: str, name: str = "results") -> str:
+    """Put ``block`` between ``<!-- name:start -->`` and ``<!-- name:end -->`` (appended when absent)."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    fenced = f"{start}\n{block.strip()}\n{end}"
+    if start in text and end in text and text.index(start) < text.index(end):
+        return text[: text.index(start)] + fenced + text[text.index(end) + len(end) :]
+    return text.rstrip("\n") + "\n\n" + fenced + "\n"
+
+
+def format_category_means_table(means: Mapping[str, Mapping[str, Any]], perspective: str = "following") -> str:
+    """``means[arm][category][perspective]["yes_rate"]`` -> yes-rate % per category (rows) and arm (columns)."""
+    arms = [arm for arm in means if means[arm]]
+    categories = sorted({c for arm in arms for c in means[arm]})
+    lines = ["| category | " + " | ".join(arms) + " |", "|---|" + "---|" * len(arms)]
+    for c in categories:
+        cells = [f"{100 * means[a][c][perspective]['yes_rate']:.1f}" if c in means[a] else "-" for a in arms]
+        lines.append(f"| {c} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def format_curve_table(curve: Mapping[int, Mapping[str, Any]], perspective: str = "following") -> str:
+    """One row per (step, arm): the overall yes-rate % of ``perspective`` and its yes-rate % per category.
+
+    A checkpoint saved during a run is not the model a shorter run would end with (the learning rate has not
+    decayed yet), but the EMA weights it holds show when each kind of edit starts to be learned."""
+    categories = sorted({c for point in curve.values() for arm in point["per_category"].values() for c in arm})
+    lines = [
+        "| step | arm | overall | " + " | ".join(categories) + " |",
+        "|---|---|---|" + "---|" * len(categories),
+    ]
+    for step, point in sorted(curve.items()):
+        for arm, metrics in point["arms"].items():
+            overall = metrics[perspective]["yes_rate"]["mean"]
+            cells = [point["per_category"][arm].get(c, {}).get(perspective, {}).get("yes_rate") for c in categories]
+            row = [f"{100 * v:.1f}" if v is not None else "-" for v in [overall, *cells]]
+            lines.append(f"| {step} | {arm} | " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def format_experiment_results(
+    summary: Mapping[str, Any], budget: Mapping[str, Any], reference: str | None, command: str | None = None
+) -> str:
+    """The generated results block of an experiment's README: how it was made, the aggregate table, the paired
+    differences, the per-category means and the learning curve (``mredit.lab.experiments.aggregate``'s summary)."""
+    lines = [f"Made by `{command}`.", ""] if command else []
+    lines += [
+        f"Budget: {json.dumps(budget, sort_keys=True)}. Cells: mean ± half-width of the 95% t-interval over seeds "
+        "(yes-rates in %, scores 0-5), judged by the oracle on the clean synthetic test set.",
+        "",
+        format_aggregate_table(summary["arms"]),
+    ]
+    if summary.get("differences"):
+        lines += ["", f"Paired differences to `{reference}` (same seed):", ""]
+        lines.append(format_aggregate_table(summary["differences"]))
+    if any(summary.get("per_category", {}).values()):
+        for perspective in ("following", "preserving"):
+            lines += ["", f"{perspective.capitalize()} yes-rate % per category (mean over seeds):", ""]
+            lines.append(format_category_means_table(summary["per_category"], perspective))
+    if summary.get("curve"):
+        lines += ["", "Learning curve: following yes-rate % at each saved step (mean over seeds):", ""]
+        lines.append(format_curve_table(summary["curve"]))
+    return "\n".join(lines)
