@@ -35,13 +35,15 @@ def load_module_from_checkpoint(ckpt: str | Path):
     ckpt = Path(ckpt)
     if not ckpt.is_file():
         raise FileNotFoundError(f"checkpoint not found: {ckpt}")
-    class_path = checkpoint_class_path(ckpt) or DEFAULT_MODULE_CLASS
-    class_path = LEGACY_CLASS_PATHS.get(class_path, class_path)
+    recorded = checkpoint_class_path(ckpt)
+    class_path = LEGACY_CLASS_PATHS.get(recorded, recorded or DEFAULT_MODULE_CLASS)
     if not class_path.startswith("mredit."):
         raise ValueError(f"{ckpt}: not a checkpoint of an mredit module (class {class_path})")
     module_name, class_name = class_path.rsplit(".", 1)
     module_class = getattr(importlib.import_module(module_name), class_name)
-    return module_class.load_from_checkpoint(str(ckpt), map_location="cpu").eval()
+    # an old class path is replaced by the current one (Lightning refuses a class path it cannot import)
+    renamed = {"_class_path": class_path} if recorded in LEGACY_CLASS_PATHS else {}
+    return module_class.load_from_checkpoint(str(ckpt), map_location="cpu", **renamed).eval()
 
 
 def load_encoders(model: str | Path) -> tuple[Any, Any, Any]:

@@ -19,6 +19,7 @@ SmartEdit all call it.
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import json
 import warnings
@@ -45,6 +46,16 @@ BEST_SCORES = schema.BEST_SCORES
 NO_FAILURE = (schema.NO_FAILURE,) * len(schema.PERSPECTIVES)
 # what an export folder's model_index.json names, so that stock diffusers loads a baseline export as is
 EXPORT_PIPELINE_CLASS = "StableDiffusionInstructPix2PixPipeline"
+
+
+def import_mredit_components(folder: Path) -> None:
+    """Import the mredit modules that ``model_index.json`` names as component libraries (the reward conditioners,
+    the tiny models' pixel autoencoder): diffusers loads a component only from a library already imported, and
+    trusts none by name. Only ``mredit.`` modules are imported."""
+    index = json.loads((folder / "model_index.json").read_text()) if (folder / "model_index.json").is_file() else {}
+    for value in index.values():
+        if isinstance(value, list) and len(value) == 2 and str(value[0]).startswith("mredit."):
+            importlib.import_module(value[0])
 
 
 def warn_if_truncated(tokenizer, texts: list[str], what: str) -> None:
@@ -104,6 +115,8 @@ class RewardEditPipeline(DiffusionPipeline):
         folder = Path(path)
         if folder.exists() and not (folder / "unet").is_dir():
             raise FileNotFoundError(f"{path} is not an export folder (no unet/)")
+        if folder.is_dir():
+            import_mredit_components(folder)
         pipe = super().from_pretrained(path, **kwargs)
         pipe.set_scheduler(scheduler)
         return pipe

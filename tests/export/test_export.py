@@ -56,3 +56,36 @@ def test_export_errors(checkpoint, tmp_path, capsys) -> None:
     (tmp_path / "busy" / "file").write_text("x")
     assert main(["export", "--ckpt", str(checkpoint), "--out", str(tmp_path / "busy")]) == 1
     assert "not empty" in capsys.readouterr().err
+
+
+def test_a_checkpoint_written_before_the_renovation_loads(checkpoint, tmp_path) -> None:
+    """Old LightningCLI checkpoints name the module's old class path and old hyperparameter names."""
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    hparams = state["hyper_parameters"]
+    hparams["_class_path"] = "mredit.models.instruct_pix2pix.InstructPix2PixModule"
+    hparams["_instantiator"] = "lightning.pytorch.cli.instantiate_module"
+    hparams["lr_schedule"] = "cosine"  # renamed lr_scheduler
+    hparams.pop("lr_scheduler", None)
+    old = tmp_path / "old.ckpt"
+    torch.save(state, old)
+    module = load_module_from_checkpoint(old)
+    fresh = load_module_from_checkpoint(checkpoint)
+    assert type(module).__name__ == "InstructPix2PixModule"
+    assert all(torch.equal(a, b) for a, b in zip(module.state_dict().values(), fresh.state_dict().values()))
+
+
+def test_an_export_folder_loads_in_a_fresh_process(checkpoint, tmp_path) -> None:
+    """diffusers loads a component only from an imported library: the pipeline imports the mredit modules that
+    model_index.json names (conditioner, pixel autoencoder) itself."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "export"
+    assert main(["export", "--ckpt", str(checkpoint), "--out", str(out)]) == 0
+    code = (
+        "from mredit.pipelines.reward_edit import RewardEditPipeline as P; "
+        f"p = P.from_pretrained({str(out)!r}); print(type(p.conditioner).__name__, type(p.vae).__name__)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["OfficialRewardConditioner", "PixelShuffleAutoencoder"]
