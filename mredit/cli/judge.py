@@ -126,9 +126,7 @@ def batch_submit(
     _print(batch_api.submit(_as_list(shards), out, judge_, max_requests, max_bytes, limit))
 
 
-def batch_status(
-    out: str, judge: JudgeName = "openai", lvlm: LVLMOptions = DEFAULT_LVLM
-) -> None:
+def batch_status(out: str, judge: JudgeName = "openai", lvlm: LVLMOptions = DEFAULT_LVLM) -> None:
     """Poll the batches in OUT/batch_state.json.
 
     Args:
@@ -139,9 +137,7 @@ def batch_status(
     _print(batch_api.status(out, build_judge(judge, lvlm, BATCH_MODE)))
 
 
-def batch_collect(
-    out: str, judge: JudgeName = "openai", lvlm: LVLMOptions = DEFAULT_LVLM
-) -> None:
+def batch_collect(out: str, judge: JudgeName = "openai", lvlm: LVLMOptions = DEFAULT_LVLM) -> None:
     """Download the finished batches and append their records.
 
     Args:
