@@ -8,8 +8,7 @@ The VAE and CLIP text encoder are frozen; the UNet (and an attached reward condi
 
 from __future__ import annotations
 
-import math
-from typing import Any, Literal
+from typing import Any
 
 import lightning.pytorch as pl
 import torch
@@ -22,6 +21,7 @@ from mredit.models.components import Components, build_tiny_components, load_pre
 from mredit.models.ema import EMAMixin
 from mredit.models.nan_guard import NonFiniteLossPolicy, guard_loss
 from mredit.models.objective import diffusion_objective, edit_region_balanced_mse
+from mredit.models.optimization import LRSchedulerName, lr_scheduler_config
 from mredit.models.reward_mixin import RewardConditionedMixin
 from mredit.models.tiny_tokenizer import TinyTokenizer, tokenizer_words
 from mredit.pipelines.reward_edit import AUTO_SCHEDULER, RewardEditPipeline
@@ -66,7 +66,8 @@ class InstructPix2PixModule(EMAMixin, RewardConditionedMixin, pl.LightningModule
         InstructPix2Pix.
     ema_decay, ema_warmup, use_ema: EMA of the trainable weights (validation and export use it).
     learning_rate, weight_decay, adam_betas, adam_eps: AdamW.
-    lr_warmup_steps, lr_schedule: linear warm-up, then constant or cosine decay to 0 over the run.
+    lr_warmup_steps, lr_scheduler: warm-up steps and diffusers' schedule name (``constant_with_warmup``, ``cosine``,
+        ``linear``...; see ``mredit.models.optimization``).
     gradient_checkpointing, channels_last, compile_unet: speed/memory switches for the UNet.
     on_nonfinite_loss: "raise" stops the run naming the step; "skip" skips the batch (all ranks together).
     sampling: ``predict_step``'s options: ``RewardEditPipeline.__call__``'s (``num_inference_steps``,
@@ -93,7 +94,7 @@ class InstructPix2PixModule(EMAMixin, RewardConditionedMixin, pl.LightningModule
         adam_betas: tuple[float, float] = (0.9, 0.999),
         adam_eps: float = 1e-8,
         lr_warmup_steps: int = 0,
-        lr_schedule: Literal["constant", "cosine"] = "constant",
+        lr_scheduler: LRSchedulerName = "constant_with_warmup",
         gradient_checkpointing: bool = False,
         channels_last: bool = False,
         compile_unet: bool = False,
@@ -302,19 +303,8 @@ class InstructPix2PixModule(EMAMixin, RewardConditionedMixin, pl.LightningModule
         optimizer = torch.optim.AdamW(
             params, lr=hp.learning_rate, betas=tuple(hp.adam_betas), eps=hp.adam_eps, weight_decay=hp.weight_decay
         )
-        total = max(1, int(self.trainer.estimated_stepping_batches)) if self._trainer is not None else 1
-        warmup, cosine = hp.lr_warmup_steps, hp.lr_schedule == "cosine"
-
-        def factor(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / warmup
-            if not cosine:
-                return 1.0
-            progress = min(1.0, (step - warmup) / max(1, total - warmup))
-            return 0.5 * (1.0 + math.cos(math.pi * progress))
-
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        schedule = lr_scheduler_config(self, optimizer, hp.lr_scheduler, hp.lr_warmup_steps)
+        return {"optimizer": optimizer, "lr_scheduler": schedule}
 
 
 def _batch_size(batch: dict[str, Any]) -> int:

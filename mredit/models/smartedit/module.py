@@ -27,12 +27,12 @@ import torch
 import torch.nn.functional as F
 from peft import LoraConfig
 from PIL import Image
-from transformers import get_cosine_schedule_with_warmup
 
 from mredit.conditioning.base import RewardCondition
 from mredit.conditioning.seams import conv_in_residual, reward_conditioning
 from mredit.models.ema import EMAMixin
 from mredit.models.objective import diffusion_objective
+from mredit.models.optimization import LRSchedulerName, lr_scheduler_config
 from mredit.models.reward_mixin import RewardConditionedMixin
 from mredit.models.smartedit.bim import BidirectionalInteractionModule, BIMConfig
 from mredit.models.smartedit.export import export_smartedit
@@ -96,9 +96,11 @@ class SmartEditModule(RewardConditionedMixin, EMAMixin, pl.LightningModule):
         llm_loss_weight: weight of the LM cross-entropy.
         diffusion_loss_weight: weight of the diffusion MSE.
         align_loss_weight: weight of the stage-1 alignment MSE.
-        learning_rate: AdamW learning rate (cosine decay to 0 over the run after the warm-up).
+        learning_rate: AdamW learning rate.
         weight_decay: AdamW weight decay.
         lr_warmup_steps: linear warm-up steps of the learning rate.
+        lr_scheduler: diffusers' schedule name (SmartEdit: ``cosine``, decaying to 0 over the run after the warm-up;
+            see ``mredit.models.optimization``).
         gradient_checkpointing: activation checkpointing in the LLaMA and the UNet.
         ema_decay: EMA of the trainable weights (None: off, as in SmartEdit).
         scheduler_config: overrides of the noise scheduler's config (tiny or pretrained), e.g. ``prediction_type``.
@@ -131,6 +133,7 @@ class SmartEditModule(RewardConditionedMixin, EMAMixin, pl.LightningModule):
         learning_rate: float = 1e-5,
         weight_decay: float = 0.0,
         lr_warmup_steps: int = 0,
+        lr_scheduler: LRSchedulerName = "cosine",
         gradient_checkpointing: bool = False,
         ema_decay: float | None = None,
         scheduler_config: dict[str, Any] | None = None,
@@ -350,9 +353,8 @@ class SmartEditModule(RewardConditionedMixin, EMAMixin, pl.LightningModule):
     def configure_optimizers(self) -> dict[str, Any]:
         params = [p for p in self.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=self.hparams.learning_rate, weight_decay=self.hparams.weight_decay)
-        total = max(int(self.trainer.estimated_stepping_batches), 1)
-        schedule = get_cosine_schedule_with_warmup(optimizer, self.hparams.lr_warmup_steps, total)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+        schedule = lr_scheduler_config(self, optimizer, self.hparams.lr_scheduler, self.hparams.lr_warmup_steps)
+        return {"optimizer": optimizer, "lr_scheduler": schedule}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         super().on_save_checkpoint(checkpoint)
