@@ -18,11 +18,11 @@ LRSchedulerName = Literal["constant", "constant_with_warmup", "linear", "cosine"
 
 
 def lr_scheduler_config(
-    module: pl.LightningModule, optimizer: Optimizer, name: LRSchedulerName, warmup_steps: int
+    module: pl.LightningModule, optimizer: Optimizer, name: LRSchedulerName, lr_warmup_steps: int
 ) -> dict[str, Any]:
     """The ``lr_scheduler`` entry of ``configure_optimizers``: ``name`` over the run's optimizer steps."""
     total = max(1, int(module.trainer.estimated_stepping_batches)) if module._trainer is not None else 1
-    if name == "constant" and warmup_steps:
+    if name == "constant" and lr_warmup_steps:
         raise ValueError("lr_scheduler 'constant' has no warm-up: use 'constant_with_warmup' or lr_warmup_steps=0")
-    scheduler = get_scheduler(name, optimizer, num_warmup_steps=warmup_steps, num_training_steps=total)
+    scheduler = get_scheduler(name, optimizer, num_warmup_steps=lr_warmup_steps, num_training_steps=total)
     return {"scheduler": scheduler, "interval": "step"}

@@ -13,6 +13,8 @@ from typing import Literal
 
 from transformers import CLIPTokenizer
 
+from mredit.synth.vocabulary import synth_words
+
 BOS_TOKEN, EOS_TOKEN = "<|startoftext|>", "<|endoftext|>"
 END_OF_WORD = "</w>"
 
@@ -90,7 +92,5 @@ def tokenizer_words(kind: TinyTokenizer) -> tuple[str, ...]:
     if kind == "characters":
         return ()
     if kind == "synth_words":
-        from mredit.synth.vocabulary import synth_words  # the models do not otherwise depend on the synthetic world
-
         return synth_words()
     raise ValueError(f"tiny_tokenizer must be 'characters' or 'synth_words', got {kind!r}")
