@@ -35,13 +35,24 @@ format: install ## apply ruff fixes and formatting
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-synth: install ## the synthetic shards the tiny configs read (data/synth and data/synth_reward)
-	$(VENV)/bin/mredit data synth --out data/synth/train --split train --num 2000
-	$(VENV)/bin/mredit data synth --out data/synth/val --split test --num 64 --seed 1
-	$(VENV)/bin/mredit data synth --out data/synth_reward/train --split train --num 2000 --with_rewards true
-	$(VENV)/bin/mredit data synth --out data/synth_reward/val --split test --num 64 --seed 1 --with_rewards true
+# The shard folders the tiny configs read, each made once (when its manifest.json is missing); the same commands
+# as mredit/data/recipes.py, which names them when a folder is missing. Remake: delete the folder first.
+SYNTH_DIRS := data/synth/train data/synth/val data/synth_reward/train data/synth_reward/val
+# the SYNTH_DIRS the config's data section reads (`*_shards: data/synth...`), made before it trains
+CONFIG_SHARDS = $(filter $(SYNTH_DIRS),$(shell grep -oE '_shards: *data/synth[a-z_]*/[a-z]+' configs/$(CONFIG).yaml 2>/dev/null | sed 's/.*: *//'))
 
-train: install ## train: make train CONFIG=<name> [ARGS="--trainer.max_steps=10"]
+data/synth/train/manifest.json: | $(VENV)/.installed
+	$(VENV)/bin/mredit data synth --out $(@D) --split train --num 2000
+data/synth/val/manifest.json: | $(VENV)/.installed
+	$(VENV)/bin/mredit data synth --out $(@D) --split test --num 64 --seed 1
+data/synth_reward/train/manifest.json: | $(VENV)/.installed
+	$(VENV)/bin/mredit data synth --out $(@D) --split train --num 2000 --with_rewards true
+data/synth_reward/val/manifest.json: | $(VENV)/.installed
+	$(VENV)/bin/mredit data synth --out $(@D) --split test --num 64 --seed 1 --with_rewards true
+
+synth: install $(addsuffix /manifest.json,$(SYNTH_DIRS)) ## the synthetic shards the tiny configs read (data/synth, data/synth_reward), once
+
+train: install $(addsuffix /manifest.json,$(CONFIG_SHARDS)) ## train: make train CONFIG=<name> [ARGS="--trainer.max_steps=10"] (a tiny config's shards are made first)
 	$(VENV)/bin/mredit fit --config configs/$(CONFIG).yaml $(ARGS)
 
 demo: install ## the whole method on the synthetic world, CPU only (see README)

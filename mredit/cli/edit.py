@@ -3,12 +3,14 @@
 The model is an export folder (``mredit export`` / ``mredit import official``) or a Lightning ``.ckpt`` of an
 ``InstructPix2PixModule`` (its EMA weights unless ``--use_ema false``) or of another mredit module with an
 ``edit`` method (SmartEdit). Each image gets its own generator seeded with ``--seed``, so a result does not
-depend on the order of a batch run.
+depend on the order of a batch run. Inputs are resized to the resolution the model was trained at unless
+``--resolution`` says otherwise; progress bars go to stderr unless ``--quiet true``.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -16,16 +18,19 @@ from typing import Any, Literal
 
 import torch
 from PIL import Image
+from tqdm.auto import tqdm
 
 from mredit.callbacks.edited_image_writer import image_filename
-from mredit.data.reader import SkipCounter, read_samples
+from mredit.data.reader import SkipCounter, count_samples, read_samples
 from mredit.models.ip2p import InstructPix2PixModule
 from mredit.models.loading import load_module_from_checkpoint
 from mredit.pipelines.reward_edit import AUTO_SCHEDULER, SCHEDULER_CHOICES, RewardEditPipeline
-from mredit.pipelines.sizing import fit_image, load_image
+from mredit.pipelines.sizing import choose_resolution, fit_image, load_image
 
 log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+# tqdm's bar with the rate always in images per second (its default turns slow rates into seconds per image)
+IMAGES_BAR = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_noinv_fmt}{postfix}]"
 
 Editor = Callable[[Image.Image, str], Image.Image]
 
@@ -40,26 +45,39 @@ def check_scores(scores: Sequence[float]) -> tuple[float, float, float]:
 
 @contextmanager
 def open_editor(
-    model: str, use_ema: bool, scheduler: str, seed: int, resolution: int, **sampling: Any
+    model: str,
+    use_ema: bool,
+    scheduler: str,
+    seed: int,
+    resolution: int | None,
+    keep_size: bool = False,
+    progress: bool = False,
+    **sampling: Any,
 ) -> Iterator[Editor]:
     """An ``(image, instruction) -> edited image`` function for ``model``.
 
     Export folders and InstructPix2Pix checkpoints run ``RewardEditPipeline`` (EMA weights swapped in when
     ``use_ema``); other modules (SmartEdit) run their own ``edit(images, instructions, **options)``. ``sampling``:
-    ``scores``, ``feedback``, ``num_inference_steps`` and the three guidance scales.
+    ``scores``, ``feedback``, ``num_inference_steps`` and the three guidance scales. ``resolution`` None: the
+    one the model was trained at (``choose_resolution``: a note when the model does not record it, a warning
+    when a given one is far above it, on stderr, once). ``keep_size``: the edit is resized to the input's size.
+    ``progress``: a progress bar over the denoising steps of each image (stderr).
     """
     path = Path(model)
     if path.is_dir():
         pipe = RewardEditPipeline.from_pretrained(path, scheduler=scheduler)
-        yield lambda image, instruction: _edit_with_pipeline(pipe, image, instruction, seed, resolution, sampling)
+        yield _pipeline_editor(
+            pipe, _resolution(resolution, pipe.trained_resolution, model), keep_size, progress, seed, sampling
+        )
         return
     if not path.is_file():
         raise FileNotFoundError(f"model not found: {model} (expected an export folder or a .ckpt file)")
     module = load_module_from_checkpoint(path)
+    side = _resolution(resolution, getattr(module, "trained_resolution", None), model)
     if isinstance(module, InstructPix2PixModule):
         with module.ema_weights() if use_ema else nullcontext():
             pipe = RewardEditPipeline.from_module(module, scheduler=scheduler)
-            yield lambda image, instruction: _edit_with_pipeline(pipe, image, instruction, seed, resolution, sampling)
+            yield _pipeline_editor(pipe, side, keep_size, progress, seed, sampling)
         return
     if not hasattr(module, "edit"):
         raise ValueError(f"{type(module).__name__} has no edit(images, instructions, ...) method")
@@ -70,16 +88,41 @@ def open_editor(
         )
     if sampling["scores"] is not None:
         sampling["scores"] = list(sampling["scores"])
-    options = dict(**sampling, seed=seed, scheduler=scheduler, resolution=resolution)
-    yield lambda image, instruction: module.edit([image], [instruction], **options)[0]
+    options = dict(**sampling, seed=seed, scheduler=scheduler, resolution=side, progress=progress)
+
+    def edit_with_module(image: Image.Image, instruction: str) -> Image.Image:  # the module fits the image itself
+        return _keep_size(module.edit([image], [instruction], **options)[0], image, keep_size)
+
+    yield edit_with_module
 
 
-def _edit_with_pipeline(
-    pipe: RewardEditPipeline, image: Image.Image, instruction: str, seed: int, resolution: int, sampling: dict
-) -> Image.Image:
-    fitted = fit_image(image, resolution=resolution, multiple=pipe.size_multiple)
-    generator = torch.Generator(device=pipe.device).manual_seed(seed)
-    return pipe(fitted, instruction, generator=generator, **sampling)[0]
+def _pipeline_editor(
+    pipe: RewardEditPipeline, resolution: int, keep_size: bool, progress: bool, seed: int, sampling: dict
+) -> Editor:
+    """Fit the image to ``resolution`` (whole, aspect ratio kept up to the model's size multiple) and sample it."""
+    pipe.set_progress_bar_config(disable=not progress, desc="denoising", unit="step")
+
+    def edit_one(image: Image.Image, instruction: str) -> Image.Image:
+        fitted = fit_image(image, resolution=resolution, multiple=pipe.size_multiple)
+        generator = torch.Generator(device=pipe.device).manual_seed(seed)
+        return _keep_size(pipe(fitted, instruction, generator=generator, **sampling)[0], image, keep_size)
+
+    return edit_one
+
+
+def _keep_size(edited: Image.Image, image: Image.Image, keep_size: bool) -> Image.Image:
+    """With ``keep_size``, the edit resized (LANCZOS) to the input image's size."""
+    return edited.resize(image.size, Image.Resampling.LANCZOS) if keep_size and edited.size != image.size else edited
+
+
+def _resolution(requested: int | None, trained: int | None, model: str) -> int:
+    """The resolution to edit at; says on stderr, once per run, when it falls back or is far above the trained one."""
+    choice = choose_resolution(requested, trained, model)
+    if choice.note:
+        print(f"mredit edit: note: {choice.note}", file=sys.stderr)
+    if choice.warning:
+        print(f"mredit edit: warning: {choice.warning}", file=sys.stderr)
+    return choice.resolution
 
 
 def edit(
@@ -98,14 +141,18 @@ def edit(
     text_guidance_scale: float = 7.5,
     image_guidance_scale: float = 1.5,
     reward_guidance_scale: float = 1.0,
-    resolution: int = 512,
+    resolution: int | None = None,
+    keep_size: bool = False,
     use_ema: bool = True,
+    quiet: bool = False,
 ) -> None:
     """Edit one image, a folder of images, or the samples of a set of shards with a trained model.
 
     The input is one of --image (with --out), --images DIR or --shards (with --out_dir: <name>.png per input).
-    Each image is sampled with its own generator seeded with --seed, so a result does not depend on the order
-    of a batch run.
+    Inputs are resized, whole, to the resolution the model was trained at (recorded in its checkpoint or export;
+    512 for a model that does not record it), keeping their aspect ratio up to the model's size multiple. Each
+    image is sampled with its own generator seeded with --seed, so a result does not depend on the order of a
+    batch run. Progress bars (denoising steps for one image, images for a folder or shards) go to stderr.
 
     Example:
 
@@ -128,8 +175,11 @@ def edit(
         text_guidance_scale: Instruction guidance scale.
         image_guidance_scale: Source image guidance scale.
         reward_guidance_scale: Reward guidance scale (needs a model trained with a null condition).
-        resolution: Long side of the resized input, in pixels.
+        resolution: Long side of the resized input, in pixels (default: the resolution the model was trained at;
+            more than 2x that warns).
+        keep_size: Resize each edit back to its input's size.
         use_ema: With a .ckpt: use the EMA weights (false: the raw ones).
+        quiet: No progress bars.
     """
     if sum(source is not None for source in (image, images, shards)) != 1:
         raise ValueError("give exactly one of --image, --images DIR or --shards SPEC")
@@ -139,6 +189,8 @@ def edit(
         raise ValueError("--out is required with --image")
     if not image and not out_dir:
         raise ValueError("--out_dir is required with --images/--shards")
+    if resolution is not None and resolution < 1:
+        raise ValueError(f"--resolution must be >= 1, got {resolution}")
     sampling = dict(
         scores=None if scores is None else check_scores(scores),
         feedback=None if feedback is None else list(feedback),
@@ -147,7 +199,8 @@ def edit(
         image_guidance_scale=image_guidance_scale,
         reward_guidance_scale=reward_guidance_scale,
     )
-    with open_editor(model, use_ema, scheduler, seed, resolution, **sampling) as edit_one:
+    steps_bar = bool(image) and not quiet  # batch modes have one bar over the images instead
+    with open_editor(model, use_ema, scheduler, seed, resolution, keep_size, steps_bar, **sampling) as edit_one:
         if image:
             result = edit_one(load_image(image), instruction)
             Path(out).parent.mkdir(parents=True, exist_ok=True)
@@ -157,37 +210,49 @@ def edit(
         folder = Path(out_dir)
         folder.mkdir(parents=True, exist_ok=True)
         if images:
-            written, skipped = _edit_folder(edit_one, Path(images), instruction, folder)
+            written, skipped = _edit_folder(edit_one, Path(images), instruction, folder, quiet)
         else:
-            written, skipped = _edit_shards(edit_one, shards, instruction, folder)
+            written, skipped = _edit_shards(edit_one, shards, instruction, folder, quiet)
     print(f"wrote {written} images to {folder}" + (f", skipped {skipped} unreadable" if skipped else ""))
 
 
-def _edit_folder(edit_one: Editor, folder: Path, instruction: str, out_dir: Path) -> tuple[int, int]:
+def images_bar(total: int | None, quiet: bool) -> tqdm:
+    """A progress bar over images, with images/s, on stderr."""
+    return tqdm(total=total, desc="editing", unit="img", disable=quiet, file=sys.stderr, bar_format=IMAGES_BAR)
+
+
+def _edit_folder(edit_one: Editor, folder: Path, instruction: str, out_dir: Path, quiet: bool) -> tuple[int, int]:
     if not folder.is_dir():
         raise FileNotFoundError(f"--images: not a folder: {folder}")
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise ValueError(f"--images: no image files ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
     written = skipped = 0
-    for file in files:
-        try:
-            image = load_image(file)
-        except ValueError as e:
-            log.warning("skipping %s", e)
-            skipped += 1
-            continue
-        edit_one(image, instruction).save(out_dir / f"{file.stem}.png")
-        written += 1
+    with images_bar(len(files), quiet) as bar:
+        for file in files:
+            bar.update()
+            try:
+                image = load_image(file)
+            except ValueError as e:
+                log.warning("skipping %s", e)
+                skipped += 1
+                continue
+            edit_one(image, instruction).save(out_dir / f"{file.stem}.png")
+            written += 1
     return written, skipped
 
 
-def _edit_shards(edit_one: Editor, shards: str | list[str], instruction: str | None, out_dir: Path) -> tuple[int, int]:
+def _edit_shards(
+    edit_one: Editor, shards: str | list[str], instruction: str | None, out_dir: Path, quiet: bool
+) -> tuple[int, int]:
     counter = SkipCounter()
     written = 0
-    for sample in read_samples(shards, counter):
-        edit_one(sample.source, instruction or sample.instruction).save(out_dir / image_filename(sample.key))
-        written += 1
+    samples = read_samples(shards, counter)
+    with images_bar(count_samples(shards), quiet) as bar:
+        for sample in samples:
+            edit_one(sample.source, instruction or sample.instruction).save(out_dir / image_filename(sample.key))
+            written += 1
+            bar.update()
     return written, counter.total
 
 

@@ -164,6 +164,9 @@ class EditDataModule(pl.LightningDataModule):
         batch_size: samples per batch per rank.
         num_workers: DataLoader worker processes per rank.
         resolution: the side of the square crops.
+        predict_resolution: the side of the predict crops; None: the resolution the model was trained at (its
+            checkpoint records it), else ``resolution``, with a one-line note. More than twice the trained
+            resolution warns.
         random_crop, random_flip: training augmentations (val/test/predict always center-crop, never flip);
             the flip is never applied when the instruction mentions left or right.
         shuffle_buffer: training sample shuffle buffer per worker (0 disables shuffling, shards are still shuffled).
@@ -188,6 +191,7 @@ class EditDataModule(pl.LightningDataModule):
         batch_size: int = 4,
         num_workers: int = 2,
         resolution: int = 256,
+        predict_resolution: int | None = None,
         random_crop: bool = True,
         random_flip: bool = True,
         shuffle_buffer: int = 1000,
@@ -200,11 +204,14 @@ class EditDataModule(pl.LightningDataModule):
         super().__init__()
         if batch_size < 1 or num_workers < 0 or resolution < 1 or shuffle_buffer < 0:
             raise ValueError("batch_size and resolution must be >= 1, num_workers and shuffle_buffer >= 0")
+        if predict_resolution is not None and predict_resolution < 1:
+            raise ValueError(f"predict_resolution must be >= 1, got {predict_resolution}")
         if resampled and not samples_per_epoch:
             raise ValueError("resampled=True needs samples_per_epoch (a resampled stream is infinite)")
         self.save_hyperparameters()
         self.specs: dict[str, ShardSpec] = dict(zip(SPLITS, (train_shards, val_shards, test_shards, predict_shards)))
         self.batch_size, self.num_workers, self.resolution = batch_size, num_workers, resolution
+        self.predict_resolution = predict_resolution
         self.random_crop, self.random_flip, self.shuffle_buffer = random_crop, random_flip, shuffle_buffer
         self.resampled, self.samples_per_epoch, self.val_samples = resampled, samples_per_epoch, val_samples
         self.draft_decode, self.seed = draft_decode, seed
@@ -275,8 +282,9 @@ class EditDataModule(pl.LightningDataModule):
             self.setup({"train": "fit", "val": "validate"}.get(split, split))
         training = split == "train"
         rank, world_size = self.rank_info()
+        resolution = self._predict_side() if split == "predict" else self.resolution
         transform = PairedTransform(
-            self.resolution, random_crop=training and self.random_crop, random_flip=training and self.random_flip
+            resolution, random_crop=training and self.random_crop, random_flip=training and self.random_flip
         )
         stream = EditStream(
             self.shards[split],
@@ -287,7 +295,7 @@ class EditDataModule(pl.LightningDataModule):
             shuffle_size=self.shuffle_buffer if training else 0,
             resampled=training and self.resampled,
             seed=self.seed,
-            draft_size=(self.resolution, self.resolution) if self.draft_decode else None,
+            draft_size=(resolution, resolution) if self.draft_decode else None,
             counter=self.skip_counters[split],
         )
         cap = {"train": self.samples_per_epoch, "val": self.val_samples}.get(split)
@@ -304,6 +312,30 @@ class EditDataModule(pl.LightningDataModule):
             collate_fn=collate_edit_samples,
             pin_memory=torch.cuda.is_available(),
         )
+
+    def _predict_side(self) -> int:
+        """``predict_resolution``, else the model's ``trained_resolution`` (restored from the checkpoint before
+        Lightning asks for the predict loader), else ``resolution`` with a note."""
+        module = self.trainer.lightning_module if self.trainer is not None else None
+        trained = getattr(module, "trained_resolution", None)
+        if self.predict_resolution is not None:
+            if trained is not None and self.predict_resolution > 2 * trained:
+                log.warning(
+                    "data.predict_resolution %d is more than 2x the %d px the model was trained at: sampling is much"
+                    " slower and the model has not seen that scale",
+                    self.predict_resolution,
+                    trained,
+                )
+            return self.predict_resolution
+        if trained is not None:
+            return trained
+        if module is not None:
+            log.warning(
+                "the model does not record the resolution it was trained at (made before it was recorded): "
+                "predicting at data.resolution, %d px; data.predict_resolution chooses",
+                self.resolution,
+            )
+        return self.resolution
 
     def train_dataloader(self) -> EditLoader:
         return self._loader("train")

@@ -184,6 +184,20 @@ class LatentDataModule(pl.LightningDataModule):
         super().__init__()
         self.save_hyperparameters()
 
+    @property
+    def resolution(self) -> int | None:
+        """The image side the training latents were encoded at (``mredit data encode --resolution``), as the
+        training shards' manifest records it; None when it is not a folder with a manifest."""
+        specs = self.hparams.train_shards
+        for spec in [specs] if isinstance(specs, str) else list(specs or []):
+            try:
+                value = json.loads((Path(spec) / MANIFEST_NAME).read_text()).get("provenance", {}).get("resolution")
+            except (OSError, ValueError, AttributeError):
+                continue
+            if isinstance(value, int):
+                return value
+        return None
+
     def _loader(self, spec: str | list[str] | None, train: bool) -> DataLoader:
         if spec is None:
             raise ValueError("LatentDataModule: no shards configured for this stage")

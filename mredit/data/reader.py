@@ -27,7 +27,8 @@ from typing import Any
 import braceexpand
 from webdataset.tariterators import tarfile_samples
 
-from mredit.data.shards import MANIFEST_NAME, shard_paths
+from mredit.data.recipes import how_to_make
+from mredit.data.shards import MANIFEST_NAME, read_manifest, shard_paths
 from mredit.schema import EditSample, SampleError, decode_sample
 
 log = logging.getLogger(__name__)
@@ -111,7 +112,8 @@ def resolve_shards(spec: ShardSpec) -> list[str]:
     ``spec`` is a brace pattern (``data/shard-{000000..000009}.tar``), a path to a tar file, a directory holding a
     ``manifest.json`` (or, failing that, ``*.tar`` files), a ``pipe:`` command or remote URL (brace-expanded like
     WebDataset does, not checked), or a list of any of these. Raises ``FileNotFoundError`` naming the first
-    missing path, ``ValueError`` for an empty spec or a directory without shards.
+    missing path, ``ValueError`` for an empty spec or a directory without shards; for a tiny config's default
+    folder (``data/synth/train``...) the message also names the command that makes it.
     """
     items = [spec] if isinstance(spec, (str, os.PathLike)) else list(spec)
     urls: list[str] = []
@@ -129,7 +131,9 @@ def resolve_shards(spec: ShardSpec) -> list[str]:
             else:
                 found = sorted(str(p) for p in path.glob("*.tar"))
             if not found:
-                raise ValueError(f"no shards in directory {item} (no {MANIFEST_NAME} and no *.tar files)")
+                raise ValueError(
+                    f"no shards in directory {item} (no {MANIFEST_NAME} and no *.tar files){how_to_make(item)}"
+                )
             urls.extend(found)
             continue
         urls.extend(braceexpand.braceexpand(item))
@@ -137,8 +141,25 @@ def resolve_shards(spec: ShardSpec) -> list[str]:
         raise ValueError(f"empty shard list: {spec!r}")
     missing = [url for url in urls if not is_remote(url) and not os.path.isfile(url)]
     if missing:
-        raise FileNotFoundError(f"shard not found: {missing[0]} ({len(missing)} of {len(urls)} shards missing)")
+        raise FileNotFoundError(
+            f"shard not found: {missing[0]} ({len(missing)} of {len(urls)} shards missing){how_to_make(missing[0])}"
+        )
     return urls
+
+
+def count_samples(spec: ShardSpec) -> int | None:
+    """The number of samples of a shard spec when every part of it is a folder with a manifest, else None."""
+    items = [spec] if isinstance(spec, (str, os.PathLike)) else list(spec)
+    total = 0
+    for item in items:
+        path = Path(os.fspath(item).strip())
+        if not (path / MANIFEST_NAME).is_file():
+            return None
+        try:
+            total += int(read_manifest(path)["num_samples"])
+        except (ValueError, KeyError, TypeError):
+            return None
+    return total
 
 
 def iter_raw_samples(urls: Iterable[str], counter: SkipCounter | None = None) -> Iterator[dict[str, Any]]:

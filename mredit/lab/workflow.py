@@ -291,7 +291,8 @@ def edit_args(
     resolution: int,
 ) -> list[str]:
     """The ``mredit edit --shards`` arguments writing ``<out_dir>/<key>.png`` for every test sample at the data's
-    resolution (the CLI's default, 512, is for real photos), with the EMA weights of a checkpoint."""
+    resolution (explicit: the CLI's default, the model's training resolution, is the same for the runs made here,
+    but not recorded in checkpoints older than it), with the EMA weights of a checkpoint, without progress bars."""
     options = {
         "--model": checkpoint,
         "--shards": test_shards,
@@ -305,6 +306,7 @@ def edit_args(
         "--reward_guidance_scale": spec.reward_guidance_scale,
         "--seed": spec.seed,
         "--use_ema": "true",
+        "--quiet": "true",  # the job's log is a file: no progress bar in it
     }
     return ["edit", *(str(part) for item in options.items() for part in item)]
 

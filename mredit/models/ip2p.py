@@ -22,6 +22,7 @@ from mredit.models.ema import EMAMixin
 from mredit.models.nan_guard import NonFiniteLossPolicy, guard_loss
 from mredit.models.objective import diffusion_objective, edit_region_balanced_mse
 from mredit.models.optimization import LRSchedulerName, lr_scheduler_config
+from mredit.models.resolution import TrainedResolutionMixin
 from mredit.models.reward_mixin import RewardConditionedMixin
 from mredit.models.tiny_tokenizer import TinyTokenizer, tokenizer_words
 from mredit.pipelines.reward_edit import AUTO_SCHEDULER, RewardEditPipeline
@@ -47,7 +48,7 @@ def widen_conv_in(unet: nn.Module, in_channels: int) -> None:
     unet.register_to_config(in_channels=in_channels)
 
 
-class InstructPix2PixModule(EMAMixin, RewardConditionedMixin, pl.LightningModule):
+class InstructPix2PixModule(EMAMixin, RewardConditionedMixin, TrainedResolutionMixin, pl.LightningModule):
     """Args:
     pretrained_path: diffusers SD-layout folder or hub id (``$VAR`` expanded); None: tiny random components.
     unet_config, text_encoder_config, vae_config, scheduler_config: tiny components (override the defaults of

@@ -22,6 +22,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import json
+import logging
 import warnings
 from pathlib import Path
 
@@ -36,7 +37,9 @@ from mredit.conditioning import seams
 from mredit.conditioning.base import FeedbackEmbedding, RewardConditioner
 from mredit.conditioning.feedback import FEEDBACK_SEPARATOR, encode_feedback
 from mredit.pipelines.schedulers import AUTO_SCHEDULER, SCHEDULER_CHOICES, build_scheduler
-from mredit.pipelines.sizing import size_multiple
+from mredit.pipelines.sizing import choose_resolution, fit_image, size_multiple
+
+log = logging.getLogger(__name__)
 
 __all__ = ["AUTO_SCHEDULER", "BEST_SCORES", "NO_FAILURE", "SCHEDULER_CHOICES", "RewardEditPipeline", "build_scheduler"]
 
@@ -75,7 +78,8 @@ class RewardEditPipeline(DiffusionPipeline):
 
     ``conditioner``: a ``RewardConditioner`` (None: a baseline). ``edit_residual``: the UNet denoises the edit
     (target minus source latents), as trained with ``InstructPix2PixModule(edit_residual=True)``; the source
-    latents are added back before decoding. Both are saved in and loaded from the folder (``conditioner/``,
+    latents are added back before decoding. ``resolution``: the image side the model was trained at (None:
+    not recorded), the default of ``fit_image``. All are saved in and loaded from the folder (``conditioner/``,
     ``model_index.json``).
     """
 
@@ -91,6 +95,7 @@ class RewardEditPipeline(DiffusionPipeline):
         scheduler,
         conditioner: RewardConditioner | None = None,
         edit_residual: bool = False,
+        resolution: int | None = None,
     ) -> None:
         super().__init__()
         self.register_modules(
@@ -101,9 +106,10 @@ class RewardEditPipeline(DiffusionPipeline):
             scheduler=scheduler,
             conditioner=conditioner,
         )
-        self.register_to_config(edit_residual=edit_residual)
+        self.register_to_config(edit_residual=edit_residual, resolution=resolution)
         self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
         self.image_processor = VaeImageProcessor(vae_scale_factor=self.vae_scale_factor)
+        self._resolution_messages: set[str] = set()  # what fit_image said already
 
     # --- construction -------------------------------------------------------------------------------------------
     @classmethod
@@ -133,6 +139,7 @@ class RewardEditPipeline(DiffusionPipeline):
             scheduler=module.noise_scheduler,
             conditioner=getattr(module, "reward_conditioner", None),
             edit_residual=bool(getattr(module, "hparams", {}).get("edit_residual", False)),
+            resolution=getattr(module, "trained_resolution", None),
         )
         if scheduler is not None:
             pipe.set_scheduler(scheduler)
@@ -158,6 +165,8 @@ class RewardEditPipeline(DiffusionPipeline):
         )
         if not index.get("edit_residual"):
             index.pop("edit_residual", None)
+        if index.get("resolution") is None:
+            index.pop("resolution", None)
         if index.get("conditioner") == [None, None]:
             index.pop("conditioner")
         index_path.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
@@ -167,6 +176,23 @@ class RewardEditPipeline(DiffusionPipeline):
     def size_multiple(self) -> int:
         """Input sides must be multiples of this (64 for SD1.5; see ``mredit.pipelines.sizing``)."""
         return size_multiple(self.vae_scale_factor, len(self.unet.config.down_block_types))
+
+    @property
+    def trained_resolution(self) -> int | None:
+        """The image side the model was trained at, as its checkpoint or export records it (None: not recorded)."""
+        return self.config.get("resolution")
+
+    def fit_image(self, image: Image.Image, resolution: int | None = None, crop: bool = False) -> Image.Image:
+        """``image`` sized for this model (``mredit.pipelines.sizing.fit_image``): its long side at ``resolution``,
+        by default the resolution the model was trained at (``FALLBACK_RESOLUTION``, 512, with a one-line note
+        when the model does not record it); a ``resolution`` far above the trained one warns. Each message is
+        logged once per pipeline."""
+        choice = choose_resolution(resolution, self.trained_resolution, "this model", "resolution")
+        for message in (choice.note, choice.warning):
+            if message is not None and message not in self._resolution_messages:
+                self._resolution_messages.add(message)
+                log.warning(message)
+        return fit_image(image, choice.resolution, self.size_multiple, crop=crop)
 
     # --- encoders -----------------------------------------------------------------------------------------------
     def encode_text(self, texts: list[str]) -> torch.Tensor:
@@ -198,7 +224,7 @@ class RewardEditPipeline(DiffusionPipeline):
         if width % multiple or height % multiple:
             raise ValueError(
                 f"image size {width}x{height} is not a multiple of {multiple}: resize it first "
-                "(mredit.pipelines.sizing.fit_image)"
+                "(pipe.fit_image(image): to the resolution the model was trained at)"
             )
         return self.image_processor.preprocess(images)
 

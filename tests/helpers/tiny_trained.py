@@ -45,10 +45,26 @@ def trainer(**kwargs) -> pl.Trainer:
     )
 
 
-def train_checkpoint(path: Path) -> InstructPix2PixModule:
+class ItemsDataModule(pl.LightningDataModule):
+    """``items`` as a datamodule with the ``resolution`` a module records when it is fitted on it."""
+
+    def __init__(self, items: list[dict], resolution: int) -> None:
+        super().__init__()
+        self.items, self.resolution = items, resolution
+
+    def train_dataloader(self) -> DataLoader:
+        return loader(self.items)
+
+
+def train_checkpoint(path: Path, resolution: int | None = None) -> InstructPix2PixModule:
+    """Two steps on ``edit_items()``; with ``resolution``, through a datamodule of that resolution (16 px items),
+    so the checkpoint records it as the training resolution."""
     pl.seed_everything(0, verbose=False)
     module = InstructPix2PixModule(ema_decay=0.5, ema_warmup=False, learning_rate=1e-3)
     fit = trainer(max_steps=2, callbacks=[RewardConditioning(variant="official")])
-    fit.fit(module, loader(edit_items()))
+    if resolution is None:
+        fit.fit(module, loader(edit_items()))
+    else:
+        fit.fit(module, datamodule=ItemsDataModule(edit_items(size=resolution), resolution))
     fit.save_checkpoint(path)
     return module

@@ -86,8 +86,11 @@ def test_long_instruction_warns(pipe) -> None:
 
 def test_export_loads_in_stock_diffusers_with_the_same_image(tmp_path) -> None:
     torch.manual_seed(0)
-    out = export_module(as_module(tiny_parts("kl")), tmp_path / "export")
+    module = as_module(tiny_parts("kl"))
+    module.trained_resolution = 16  # recorded in model_index.json, which stock diffusers ignores
+    out = export_module(module, tmp_path / "export")
     ours = RewardEditPipeline.from_pretrained(out, scheduler="euler_a")
+    assert ours.trained_resolution == 16
     stock = StableDiffusionInstructPix2PixPipeline.from_pretrained(out, safety_checker=None)
     stock.scheduler = EulerAncestralDiscreteScheduler.from_config(stock.scheduler.config)
     stock.set_progress_bar_config(disable=True)

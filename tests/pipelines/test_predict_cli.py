@@ -1,4 +1,8 @@
-"""``mredit fit`` then ``mredit predict --ckpt_path``: the EditedImageWriter writes one PNG per sample."""
+"""``mredit fit`` then ``mredit predict --ckpt_path``: the EditedImageWriter writes one PNG per sample, at the
+resolution the model was trained at (recorded in the checkpoint)."""
+
+import torch
+from PIL import Image
 
 from mredit.cli import main
 from mredit.synth.generate import write_synth_shards
@@ -55,5 +59,8 @@ def test_fit_then_predict_writes_edited_images(tmp_path) -> None:
             shards=tmp_path / "shards",
         )
     )
-    main(["predict", "--config", str(predict), "--ckpt_path", str(ckpt)])
-    assert len(list((tmp_path / "edited").glob("*.png"))) == 3
+    assert torch.load(ckpt, map_location="cpu", weights_only=False)["trained_resolution"] == 16
+    # data.resolution 32 is not what the model was trained at: predict crops to the 16 px the checkpoint records
+    main(["predict", "--config", str(predict), "--ckpt_path", str(ckpt), "--data.init_args.resolution", "32"])
+    edited = sorted((tmp_path / "edited").glob("*.png"))
+    assert len(edited) == 3 and {Image.open(path).size for path in edited} == {(16, 16)}

@@ -2,7 +2,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mredit.pipelines.sizing import fit_image, fitted_size, load_image, size_multiple, to_rgb
+from mredit.pipelines.sizing import (
+    FALLBACK_RESOLUTION,
+    choose_resolution,
+    fit_image,
+    fitted_size,
+    load_image,
+    size_multiple,
+    to_rgb,
+)
 
 
 def test_fitted_size_follows_the_edit_cli_recipe() -> None:
@@ -32,3 +40,31 @@ def test_unreadable_files_fail_clearly(tmp_path) -> None:
         load_image(bad)
     with pytest.raises(FileNotFoundError, match="image not found"):
         load_image(tmp_path / "missing.png")
+
+
+def test_fit_image_keeps_the_whole_image() -> None:
+    """The whole image is resized to the fitted size (no content cropped); crop=True is edit_cli's centre crop."""
+    rng = np.random.default_rng(0)
+    photo = Image.fromarray(rng.integers(0, 256, (477, 720, 3), dtype=np.uint8))
+    fitted = fit_image(photo, resolution=16, multiple=4)
+    assert fitted.size == (16, 12)
+    assert np.array_equal(np.asarray(fitted), np.asarray(photo.resize((16, 12), Image.Resampling.LANCZOS)))
+    cropped = fit_image(photo, resolution=16, multiple=4, crop=True)
+    assert cropped.size == (16, 12) and not np.array_equal(np.asarray(cropped), np.asarray(fitted))
+    square = Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))  # same ratio: the same pixels
+    assert np.array_equal(np.asarray(fit_image(square, 16, 4)), np.asarray(fit_image(square, 16, 4, crop=True)))
+    assert fit_image(fitted, resolution=16, multiple=4) is fitted  # already fitted: untouched
+
+
+def test_choose_resolution() -> None:
+    assert choose_resolution(None, 256) == (256, None, None)  # the trained resolution, silently
+    assert choose_resolution(300, 256) == (300, None, None)
+    fallback = choose_resolution(None, None, "old.ckpt")
+    assert fallback.resolution == FALLBACK_RESOLUTION == 512 and fallback.warning is None
+    assert "old.ckpt" in fallback.note and "512 px" in fallback.note and "\n" not in fallback.note
+    far = choose_resolution(513, 256, "m.ckpt")
+    assert far.resolution == 513 and far.note is None and "513" in far.warning and "256 px" in far.warning
+    assert choose_resolution(512, 256).warning is None  # 2x is not far above
+    assert choose_resolution(512, None) == (512, None, None)  # explicit: no note
+    with pytest.raises(ValueError, match="--resolution must be >= 1"):
+        choose_resolution(0, 256)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -109,6 +110,14 @@ def test_edit_and_export_cli_accept_a_smartedit_checkpoint(reward_run, tmp_path)
     assert ddim.shape == (32, 32, 3)
     assert main([*edit, *steps, "--out", str(out)]) == 0  # the default, auto, picks ddim for an x0 model
     assert np.array_equal(np.asarray(Image.open(out)), ddim)
+    # the checkpoint records the 32 px of the config's data: the default resolution, whatever the input's size
+    assert torch.load(reward_run, map_location="cpu", weights_only=False)["trained_resolution"] == 32
+    Image.new("RGB", (96, 72), (200, 40, 40)).save(tmp_path / "big.png")
+    edit_big = [*edit[:3], "--image", str(tmp_path / "big.png"), *edit[5:], "--num_inference_steps", "2"]
+    assert main([*edit_big, "--out", str(out), "--quiet", "true"]) == 0
+    assert Image.open(out).size == (32, 24)
+    assert main([*edit_big, "--out", str(out), "--quiet", "true", "--keep_size", "true"]) == 0
+    assert Image.open(out).size == (96, 72)
     assert main(["export", "--ckpt", str(reward_run), "--out", str(tmp_path / "export")]) == 0
     assert (tmp_path / "export" / "unet" / "config.json").is_file()
-    assert (tmp_path / "export" / "smartedit.json").is_file()
+    assert json.loads((tmp_path / "export" / "smartedit.json").read_text())["resolution"] == 32

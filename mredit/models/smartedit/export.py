@@ -7,7 +7,7 @@ Layout of ``out_dir``::
     llm_tokenizer/            the LLM tokenizer with the added <img>, <im_start>, <im_end>, <img_i> tokens
     smartedit_heads.safetensors  qformer.*, bim.*, mllm.projector.*, mllm.new_token_embeds/new_token_head, null_text
     reward_conditioner/       the multi-reward conditioner (diffusers save_pretrained), when one is attached
-    smartedit.json            the module's hyperparameters and the conditioner spec
+    smartedit.json            the module's hyperparameters, the conditioner spec and the training resolution
 
 The frozen pretrained parts (LLaVA's LLaMA and vision tower, the VAE, the CLIP text encoder) are not copied: they
 are named by the paths in ``smartedit.json``. Weights are the EMA weights when EMA is enabled.
@@ -43,5 +43,6 @@ def export_smartedit(module, out_dir: str) -> Path:
             module.reward_conditioner.save_pretrained(out / "reward_conditioner")
             spec = conditioner_spec(module.reward_conditioner, module.reward_dropout)
     hparams = {k: list(v) if isinstance(v, tuple) else v for k, v in dict(module.hparams).items()}
-    (out / "smartedit.json").write_text(json.dumps({"hparams": hparams, "reward_conditioner": spec}, indent=2))
+    info = {"hparams": hparams, "reward_conditioner": spec, "resolution": module.trained_resolution}
+    (out / "smartedit.json").write_text(json.dumps(info, indent=2))
     return out

@@ -33,6 +33,7 @@ from mredit.conditioning.seams import conv_in_residual, reward_conditioning
 from mredit.models.ema import EMAMixin
 from mredit.models.objective import diffusion_objective
 from mredit.models.optimization import LRSchedulerName, lr_scheduler_config
+from mredit.models.resolution import TrainedResolutionMixin
 from mredit.models.reward_mixin import RewardConditionedMixin
 from mredit.models.smartedit.bim import BidirectionalInteractionModule, BIMConfig
 from mredit.models.smartedit.export import export_smartedit
@@ -71,7 +72,7 @@ def fp32_on_cpu() -> Iterator[None]:
         torch.set_default_dtype(dtype)
 
 
-class SmartEditModule(RewardConditionedMixin, EMAMixin, pl.LightningModule):
+class SmartEditModule(RewardConditionedMixin, EMAMixin, TrainedResolutionMixin, pl.LightningModule):
     """SmartEdit as a LightningModule (real sizes are SmartEdit's defaults; the tiny configs shrink them).
 
     The parts are built in ``configure_model`` (Lightning calls it; call it yourself on a module you create in
@@ -389,13 +390,16 @@ class SmartEditModule(RewardConditionedMixin, EMAMixin, pl.LightningModule):
         image_guidance_scale: float | None = None,
         seed: int = 0,
         scheduler: str = AUTO_SCHEDULER,
-        resolution: int = 256,
+        resolution: int | None = None,
+        progress: bool = False,
     ) -> list[Image.Image]:
         """PIL images + instructions -> edited PIL images, with the EMA weights (builds the parts first if needed).
 
         ``scores``: one ``(following, preserving, quality)`` triple or one per image (default the best, 5, 5, 5);
         ``feedback``: three texts or one triple per image (default no failure). The step count and guidance scales
-        default to the hyperparameters; images are fitted to ``resolution`` (long side).
+        default to the hyperparameters; images are fitted to ``resolution`` (long side; default the resolution the
+        module was trained at, ``trained_resolution``, else 512 with a note). ``progress``: a progress bar over the
+        denoising steps of each image (stderr).
         """
         self.configure_model()
         with self.ema_weights():
@@ -411,6 +415,7 @@ class SmartEditModule(RewardConditionedMixin, EMAMixin, pl.LightningModule):
                 image_guidance_scale=image_guidance_scale,
                 seed=seed,
                 scheduler=scheduler,
+                progress=progress,
             )
 
     def export(self, out_dir: str) -> None:

@@ -11,6 +11,7 @@ failure text) are applied in every branch.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,9 @@ import torch
 from PIL import Image
 
 from mredit.pipelines.reward_edit import AUTO_SCHEDULER, RewardEditPipeline
-from mredit.pipelines.sizing import fit_image, size_multiple, to_rgb
+from mredit.pipelines.sizing import choose_resolution, fit_image, size_multiple, to_rgb
+
+log = logging.getLogger(__name__)
 
 
 @torch.no_grad()
@@ -33,12 +36,13 @@ def edit_tensors(
     image_guidance_scale: float | None = None,
     seed: int = 0,
     scheduler: str = AUTO_SCHEDULER,
+    progress: bool = False,
 ) -> torch.Tensor:
     """Edit ``source`` ``[B, 3, H, W]`` in [-1, 1]; returns ``[B, 3, H, W]`` in [-1, 1].
 
     ``num_inference_steps``/``text_guidance_scale``/``image_guidance_scale`` default to the module's
     hyperparameters (SmartEdit: 100, 7.5, 1.5). ``scores``/``feedback``: one triple for the batch or one per image;
-    default the best rewards.
+    default the best rewards. ``progress``: a progress bar over the denoising steps (stderr).
     """
     hp = module.hparams
     if module.stage == "align":
@@ -46,6 +50,8 @@ def edit_tensors(
     if len(instructions) != source.shape[0]:
         raise ValueError(f"{source.shape[0]} images for {len(instructions)} instructions")
     pipe = RewardEditPipeline.from_module(module, scheduler=scheduler)
+    if progress:
+        pipe.set_progress_bar_config(disable=False, desc="denoising", unit="step")
     source = source.to(module.device, module.vae.dtype)
     latent_size = (source.shape[-2] // pipe.vae_scale_factor, source.shape[-1] // pipe.vae_scale_factor)
     text, spatial, _ = module.condition(source, list(instructions), latent_size, False)
@@ -66,15 +72,20 @@ def edit_tensors(
 
 
 def edit_images(
-    module, images: list[Image.Image], instructions: list[str], resolution: int = 256, **options: Any
+    module, images: list[Image.Image], instructions: list[str], resolution: int | None = None, **options: Any
 ) -> list[Image.Image]:
-    """PIL in, PIL out: images are fitted to ``resolution`` (long side, snapped to the model's size multiple),
-    edited with ``edit_tensors(**options)``; images of different sizes are edited one at a time."""
+    """PIL in, PIL out: images are fitted to ``resolution`` (long side, snapped to the model's size multiple;
+    default: the resolution the module was trained at, else ``FALLBACK_RESOLUTION`` with a note), edited with
+    ``edit_tensors(**options)``; images of different sizes are edited one at a time."""
     if len(images) != len(instructions):
         raise ValueError(f"{len(images)} images for {len(instructions)} instructions")
+    choice = choose_resolution(resolution, getattr(module, "trained_resolution", None), "this model", "resolution")
+    for message in (choice.note, choice.warning):
+        if message is not None:
+            log.warning(message)
     vae_factor = 2 ** (len(module.vae.config.block_out_channels) - 1)
     multiple = size_multiple(vae_factor, len(module.unet.config.down_block_types))
-    fitted = [fit_image(to_rgb(image), resolution, multiple) for image in images]
+    fitted = [fit_image(to_rgb(image), choice.resolution, multiple) for image in images]
     scores, feedback = options.pop("scores", None), options.pop("feedback", None)
     per_image = scores is not None and torch.as_tensor(scores).numel() > 3
     results = []
