@@ -98,6 +98,8 @@ def main() -> None:
     stock.set_progress_bar_config(disable=True)
     plain = RewardEditPipeline(parts.unet, parts.vae, parts.text_encoder, parts.tokenizer, scheduler)
     rewarded = RewardEditPipeline(parts.unet, parts.vae, parts.text_encoder, parts.tokenizer, scheduler, conditioner)
+    for pipe in (plain, rewarded):
+        pipe.set_progress_bar_config(disable=True)
     rng = np.random.default_rng(0)
     images = [Image.fromarray(rng.integers(0, 256, (resolution, resolution, 3), dtype=np.uint8))] * args.batch
     prompts = ["make it look like winter"] * args.batch

@@ -72,16 +72,18 @@ def build(args: argparse.Namespace) -> tuple[InstructPix2PixModule, dict]:
     else:
         module = InstructPix2PixModule(learning_rate=1e-3)
         resolution = args.resolution
+    if args.gpu:  # the latents of --precomputed are encoded on the GPU too
+        module.to("cuda")
     b = args.batch_size
-    source = torch.rand(b, 3, resolution, resolution) * 2 - 1
+    source = torch.rand(b, 3, resolution, resolution, device=module.device) * 2 - 1
     batch = {
         "key": [str(i) for i in range(b)],
         "source": source,
         "target": source.flip(-1),
         "instruction": ["turn the circle red"] * b,
-        "scores": torch.full((b, 3), 5.0),
+        "scores": torch.full((b, 3), 5.0, device=module.device),
         "feedback": [["None"] * 3] * b,
-        "reward_mask": torch.ones(b, dtype=torch.bool),
+        "reward_mask": torch.ones(b, dtype=torch.bool, device=module.device),
     }
     if args.precomputed:
         with torch.no_grad():
