@@ -19,11 +19,14 @@ LAYERS: list[set[str]] = [
     {"conditioning"},
     {"data"},
     {"judge"},
+    {"eval"},  # standard metrics: read benchmarks through the judge's loader and share its bootstrap
     {"synth"},
     {"pipelines"},
     {"models"},
     {"callbacks"},
     {"training", "export"},
+    {"editing"},  # the editing service: opens any model (models, pipelines); shared by cli edit and serve
+    {"serve"},  # the gradio page, a front end over editing; started by cli serve
     {"cli", "__main__"},
     {"lab"},
 ]

@@ -11,21 +11,19 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
-import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
 from mredit.callbacks.edited_image_writer import image_filename
 from mredit.data.reader import SkipCounter, count_samples, read_samples
-from mredit.models.ip2p import InstructPix2PixModule
-from mredit.models.loading import load_module_from_checkpoint
-from mredit.pipelines.reward_edit import AUTO_SCHEDULER, SCHEDULER_CHOICES, RewardEditPipeline
-from mredit.pipelines.sizing import choose_resolution, fit_image, load_image
+from mredit.editing.service import EditOptions, check_options, check_scores, open_model
+from mredit.pipelines.reward_edit import AUTO_SCHEDULER, SCHEDULER_CHOICES
+from mredit.pipelines.sizing import ResolutionChoice, load_image
 
 log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
@@ -33,14 +31,6 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 IMAGES_BAR = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_noinv_fmt}{postfix}]"
 
 Editor = Callable[[Image.Image, str], Image.Image]
-
-
-def check_scores(scores: Sequence[float]) -> tuple[float, float, float]:
-    """Three numbers in [0, 5] (following, preserving, quality), as floats."""
-    values = tuple(float(v) for v in scores)
-    if len(values) != 3 or not all(0.0 <= v <= 5.0 for v in values):
-        raise ValueError(f"--scores must be three numbers in [0, 5] (following, preserving, quality), got {scores}")
-    return values
 
 
 @contextmanager
@@ -54,75 +44,28 @@ def open_editor(
     progress: bool = False,
     **sampling: Any,
 ) -> Iterator[Editor]:
-    """An ``(image, instruction) -> edited image`` function for ``model``.
+    """An ``(image, instruction) -> edited image`` function for ``model``: ``mredit.editing.open_model`` with
+    the options fixed (``sampling``: ``scores``, ``feedback``, ``num_inference_steps`` and the three guidance
+    scales) and the resolution's note or warning on stderr, once. ``progress``: a bar over each image's denoising
+    steps (stderr)."""
+    with open_model(model, use_ema=use_ema, scheduler=scheduler, resolution=resolution) as opened:
+        _say(opened.resolution)
+        options = check_options(EditOptions(**sampling, seed=seed, keep_size=keep_size))
+        if options.reward_guidance_scale != 1.0 and opened.pipe is None:
+            raise ValueError(f"{model}: --reward_guidance_scale applies to InstructPix2Pix models only")
 
-    Export folders and InstructPix2Pix checkpoints run ``RewardEditPipeline`` (EMA weights swapped in when
-    ``use_ema``); other modules (SmartEdit) run their own ``edit(images, instructions, **options)``. ``sampling``:
-    ``scores``, ``feedback``, ``num_inference_steps`` and the three guidance scales. ``resolution`` None: the
-    one the model was trained at (``choose_resolution``: a note when the model does not record it, a warning
-    when a given one is far above it, on stderr, once). ``keep_size``: the edit is resized to the input's size.
-    ``progress``: a progress bar over the denoising steps of each image (stderr).
-    """
-    path = Path(model)
-    if path.is_dir():
-        pipe = RewardEditPipeline.from_pretrained(path, scheduler=scheduler)
-        yield _pipeline_editor(
-            pipe, _resolution(resolution, pipe.trained_resolution, model), keep_size, progress, seed, sampling
-        )
-        return
-    if not path.is_file():
-        raise FileNotFoundError(f"model not found: {model} (expected an export folder or a .ckpt file)")
-    module = load_module_from_checkpoint(path)
-    side = _resolution(resolution, getattr(module, "trained_resolution", None), model)
-    if isinstance(module, InstructPix2PixModule):
-        with module.ema_weights() if use_ema else nullcontext():
-            pipe = RewardEditPipeline.from_module(module, scheduler=scheduler)
-            yield _pipeline_editor(pipe, side, keep_size, progress, seed, sampling)
-        return
-    if not hasattr(module, "edit"):
-        raise ValueError(f"{type(module).__name__} has no edit(images, instructions, ...) method")
-    reward_guidance_scale = sampling.pop("reward_guidance_scale")
-    if reward_guidance_scale != 1.0 or not use_ema:
-        raise ValueError(
-            f"{type(module).__name__}: --reward_guidance_scale and --use_ema false apply to InstructPix2Pix models only"
-        )
-    if sampling["scores"] is not None:
-        sampling["scores"] = list(sampling["scores"])
-    options = dict(**sampling, seed=seed, scheduler=scheduler, resolution=side, progress=progress)
+        def edit_one(image: Image.Image, instruction: str) -> Image.Image:
+            return opened.edit(image, instruction, options, progress=progress)
 
-    def edit_with_module(image: Image.Image, instruction: str) -> Image.Image:  # the module fits the image itself
-        return _keep_size(module.edit([image], [instruction], **options)[0], image, keep_size)
-
-    yield edit_with_module
+        yield edit_one
 
 
-def _pipeline_editor(
-    pipe: RewardEditPipeline, resolution: int, keep_size: bool, progress: bool, seed: int, sampling: dict
-) -> Editor:
-    """Fit the image to ``resolution`` (whole, aspect ratio kept up to the model's size multiple) and sample it."""
-    pipe.set_progress_bar_config(disable=not progress, desc="denoising", unit="step")
-
-    def edit_one(image: Image.Image, instruction: str) -> Image.Image:
-        fitted = fit_image(image, resolution=resolution, multiple=pipe.size_multiple)
-        generator = torch.Generator(device=pipe.device).manual_seed(seed)
-        return _keep_size(pipe(fitted, instruction, generator=generator, **sampling)[0], image, keep_size)
-
-    return edit_one
-
-
-def _keep_size(edited: Image.Image, image: Image.Image, keep_size: bool) -> Image.Image:
-    """With ``keep_size``, the edit resized (LANCZOS) to the input image's size."""
-    return edited.resize(image.size, Image.Resampling.LANCZOS) if keep_size and edited.size != image.size else edited
-
-
-def _resolution(requested: int | None, trained: int | None, model: str) -> int:
-    """The resolution to edit at; says on stderr, once per run, when it falls back or is far above the trained one."""
-    choice = choose_resolution(requested, trained, model)
+def _say(choice: ResolutionChoice) -> None:
+    """The resolution's note (the model records none: the fallback) or warning (far above the trained one)."""
     if choice.note:
         print(f"mredit edit: note: {choice.note}", file=sys.stderr)
     if choice.warning:
         print(f"mredit edit: warning: {choice.warning}", file=sys.stderr)
-    return choice.resolution
 
 
 def edit(
@@ -192,7 +135,7 @@ def edit(
     if resolution is not None and resolution < 1:
         raise ValueError(f"--resolution must be >= 1, got {resolution}")
     sampling = dict(
-        scores=None if scores is None else check_scores(scores),
+        scores=None if scores is None else check_scores(scores, "--scores"),
         feedback=None if feedback is None else list(feedback),
         num_inference_steps=num_inference_steps,
         text_guidance_scale=text_guidance_scale,

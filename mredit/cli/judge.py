@@ -19,7 +19,7 @@ from mredit.judge.annotate import export_rewards
 from mredit.judge.benchmark import convert_real_edit
 from mredit.judge.cost import price_for
 from mredit.judge.evaluate import evaluate_edits
-from mredit.judge.registry import LVLMOptions, build_judge, judge_names
+from mredit.judge.registry import LVLM_PROVIDERS, LVLMOptions, build_judge, judge_names
 
 JudgeName = Literal[judge_names()]  # the LVLM providers and the registered judges (the oracle)
 Mode = Literal["combined", "paper"]
@@ -31,6 +31,17 @@ def _print(summary: dict[str, Any]) -> None:
     print(json.dumps(summary, indent=2))
 
 
+def _protocol(judge: str, mode: Mode | None, prompts: str | None, default: Mode) -> tuple[Mode, dict[str, Any]]:
+    """The built-in mode and the extra judge arguments for ``--mode`` / ``--prompts`` (one of them at most)."""
+    if prompts is None:
+        return mode or default, {}
+    if mode is not None:
+        raise ValueError("give --mode (a built-in protocol) or --prompts (a prompts file), not both")
+    if judge not in LVLM_PROVIDERS:
+        raise ValueError(f"the {judge} judge takes no --prompts")
+    return default, {"prompts": prompts}
+
+
 def annotate(
     shards: str | list[str],
     out: str | None = None,
@@ -39,7 +50,8 @@ def annotate(
     dry_run: bool = False,
     retry_failed: bool = False,
     judge: JudgeName = "openai",
-    mode: Mode = "combined",
+    mode: Mode | None = None,
+    prompts: str | None = None,
     lvlm: LVLMOptions = DEFAULT_LVLM,
 ) -> None:
     """Score the triplets of shards into OUT/annotations.jsonl (resumable).
@@ -52,17 +64,22 @@ def annotate(
         dry_run: Estimate tokens and cost only; no API call.
         retry_failed: Also re-judge refused and invalid samples.
         judge: The judge backend.
-        mode: The prompt protocol.
+        mode: The built-in prompt protocol (default combined).
+        prompts: A prompts file (YAML, docs/judge.md) instead of a built-in protocol; LVLM judges only.
         lvlm: Options of an LVLM judge.
     """
     shard_list = _as_list(shards)
+    mode_, extra = _protocol(judge, mode, prompts, "combined")
     if dry_run:
+        if prompts is not None:
+            raise ValueError("--dry_run estimates the built-in protocols only; drop --prompts")
         price = price_for(lvlm.model, lvlm.price_in, lvlm.price_out)
-        _print(estimate_cost(shard_list, lvlm.model, lvlm.detail, lvlm.max_side, mode, limit, price))
+        _print(estimate_cost(shard_list, lvlm.model, lvlm.detail, lvlm.max_side, mode_, limit, price))
         return
     if not out:
         raise ValueError("--out is required (except with --dry_run true)")
-    _print(annotate_shards(shard_list, out, build_judge(judge, lvlm, mode), concurrency, limit, retry_failed))
+    judge_ = build_judge(judge, lvlm, mode_, **extra)
+    _print(annotate_shards(shard_list, out, judge_, concurrency, limit, retry_failed))
 
 
 def export(records: str, out: str, format: Literal["rewardedit", "reward-json"] = "rewardedit") -> None:
@@ -83,7 +100,8 @@ def evaluate(
     concurrency: int = 8,
     seed: int = 0,
     judge: JudgeName = "openai",
-    mode: Mode = "paper",
+    mode: Mode | None = None,
+    prompts: str | None = None,
     lvlm: LVLMOptions = DEFAULT_LVLM,
 ) -> None:
     """Judge a model's benchmark edits (Real-Edit protocol) and write a report.
@@ -95,10 +113,13 @@ def evaluate(
         concurrency: Requests in flight.
         seed: Bootstrap seed.
         judge: The judge backend.
-        mode: The prompt protocol.
+        mode: The built-in prompt protocol (default paper).
+        prompts: A prompts file (YAML, docs/judge.md) instead of a built-in protocol; LVLM judges only.
         lvlm: Options of an LVLM judge.
     """
-    results = evaluate_edits(edits, benchmark, build_judge(judge, lvlm, mode), out, mode, concurrency, seed=seed)
+    mode_, extra = _protocol(judge, mode, prompts, "paper")
+    judge_ = build_judge(judge, lvlm, mode_, **extra)
+    results = evaluate_edits(edits, benchmark, judge_, out, None if prompts else mode_, concurrency, seed=seed)
     _print({"overall": results["overall"], "coverage": results["coverage"], "report": f"{out}/report.md"})
 
 

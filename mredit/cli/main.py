@@ -27,7 +27,13 @@ TOOL_GROUPS: dict[str, tuple[str, str, str]] = {
         "COMMANDS",
         "annotate, export, eval, batch, convert-benchmark: rewards and evaluation by an LVLM or the oracle",
     ),
+    "eval": (
+        "mredit.cli.eval",
+        "COMMANDS",
+        "metrics, compare, convert-benchmark: MagicBrush and Emu Edit metrics, tables across models",
+    ),
     "edit": ("mredit.cli.edit", "COMMANDS", "edit images with a trained model"),
+    "serve": ("mredit.cli.serve", "COMMANDS", "serve an interactive editor page with reward sliders (gradio)"),
     "export": ("mredit.cli.export", "COMMANDS", "export a checkpoint to a diffusers-layout folder"),
     "import": ("mredit.cli.export", "IMPORT_COMMANDS", "import released weights: official (Reward-InsPix2Pix)"),
 }

@@ -2,13 +2,16 @@
 
 A command is a plain function: its typed parameters become ``--name value`` options (dataclass parameters
 become ``--name.field`` groups), its Google-style docstring the help text. A ``CommandGroup`` names
-subcommands, which may be groups again (``mredit judge batch run``).
+subcommands, which may be groups again (``mredit judge batch run``). A function marked ``@bare_words("name")``
+also takes the words of its command line that are not options as the list parameter ``name``
+(``mredit eval compare a b`` is ``mredit eval compare --results '["a", "b"]'``).
 """
 
 from __future__ import annotations
 
 import argparse
 import inspect
+import json
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -29,6 +32,41 @@ class CommandGroup:
 
 
 Command = Callable[..., Any] | CommandGroup
+
+
+def bare_words(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Mark a command function whose list parameter ``name`` also takes the bare words of its command line."""
+
+    def mark(function: Callable[..., Any]) -> Callable[..., Any]:
+        function.__bare_words__ = name  # type: ignore[attr-defined]
+        return function
+
+    return mark
+
+
+def _gather_bare_words(command: Command, argv: Sequence[str]) -> list[str]:
+    """``argv`` with the bare words of a ``bare_words`` function moved into its list option (every option of
+    these commands takes one value, so the word after an option without ``=`` is that option's value)."""
+    path = _command_path(command, argv)
+    for name in path:
+        command = command.commands[name]  # type: ignore[union-attr]
+    name = getattr(command, "__bare_words__", None)
+    if name is None or isinstance(command, CommandGroup):
+        return list(argv)
+    rest, words, options, i = list(argv[len(path) :]), [], [], 0
+    while i < len(rest):
+        word = rest[i]
+        if word.startswith("-"):
+            options.append(word)
+            if "=" not in word and word not in ("-h", "--help") and i + 1 < len(rest):
+                options.append(rest[i + 1])
+                i += 1
+        else:
+            words.append(word)
+        i += 1
+    if not words:
+        return list(argv)
+    return [*argv[: len(path)], f"--{name}", json.dumps(words), *options]
 
 
 class _HelpFormatter(DefaultHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -118,6 +156,7 @@ def run_command(prog: str, command: Command, argv: Sequence[str], /, **fixed: An
     if not argv and isinstance(command, CommandGroup):
         parser.print_help()
         return 2
+    argv = _gather_bare_words(command, argv)
     try:
         config = parser.instantiate(parser.parse_args(list(argv)))
     except argparse.ArgumentError as e:

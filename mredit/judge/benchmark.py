@@ -1,8 +1,12 @@
 """Evaluation benchmarks: the benchmark JSONL format, project shards as a benchmark, the Real-Edit converter.
 
 Benchmark JSONL: one item per line, ``{"id", "image" (path relative to the file), "instruction", "category",
-"meta" (optional)}``. Shards: each sample is an item with id ``__key__``, image ``src``, instruction ``txt``,
-category ``meta["category"]`` and meta the whole meta.json (the synthetic oracle reads its scene from it).
+"meta" (optional)}``, and optionally ``"target"`` and ``"mask"`` (paths relative to the file: the ground-truth edit
+and its mask), ``"input_caption"`` and ``"output_caption"`` (captions of the source and of the edited image), which
+the standard metrics read (``mredit eval metrics``; the MagicBrush and Emu Edit converters write them). Shards: each
+sample is an item with id ``__key__``, image ``src``, target ``tgt``, instruction ``txt``, category
+``meta["category"]``, captions ``meta["input_caption"]`` / ``meta["output_caption"]`` when present, and meta the
+whole meta.json (the synthetic oracle reads its scene from it).
 """
 
 from __future__ import annotations
@@ -34,17 +38,38 @@ class BenchmarkItem:
     image: Image.Image | None = None  # shard items: decoded already
     meta: dict[str, Any] = field(default_factory=dict)
     error: str | None = None  # a benchmark sample that could not be read
+    target_path: Path | None = None  # the ground-truth edit (JSONL items), loaded on demand
+    target: Image.Image | None = None  # the ground-truth edit (shard items)
+    mask_path: Path | None = None  # the edit mask, when the benchmark has one
+    input_caption: str | None = None  # a caption of the source image
+    output_caption: str | None = None  # a caption of the edited image
 
     def load_image(self) -> Image.Image:
-        if self.image is not None:
-            return self.image
-        if self.image_path is None:
-            raise SampleError(f"item '{self.id}' has no image")
-        try:
-            with Image.open(self.image_path) as image:
-                return image.convert("RGB")
-        except (OSError, ValueError) as e:
-            raise SampleError(f"item '{self.id}': cannot read {self.image_path}: {e}") from e
+        return _load(self.image, self.image_path, self.id, "image")
+
+    @property
+    def has_target(self) -> bool:
+        return self.target is not None or self.target_path is not None
+
+    def load_target(self) -> Image.Image:
+        """The ground-truth edit (``SampleError`` when the item has none or it cannot be read)."""
+        return _load(self.target, self.target_path, self.id, "target")
+
+
+def _load(image: Image.Image | None, path: Path | None, item_id: str, what: str) -> Image.Image:
+    if image is not None:
+        return image
+    if path is None:
+        raise SampleError(f"item '{item_id}' has no {what}")
+    try:
+        with Image.open(path) as opened:
+            return opened.convert("RGB")
+    except (OSError, ValueError) as e:
+        raise SampleError(f"item '{item_id}': cannot read {path}: {e}") from e
+
+
+def _caption(value: Any) -> str | None:
+    return str(value) if isinstance(value, str) and value.strip() else None
 
 
 def normalise_category(name: str) -> str:
@@ -68,6 +93,10 @@ def _jsonl_items(path: Path) -> Iterator[BenchmarkItem]:
                 category=str(entry.get("category") or UNCATEGORISED),
                 image_path=path.parent / entry["image"],
                 meta=dict(entry.get("meta") or {}),
+                target_path=path.parent / entry["target"] if entry.get("target") else None,
+                mask_path=path.parent / entry["mask"] if entry.get("mask") else None,
+                input_caption=_caption(entry.get("input_caption")),
+                output_caption=_caption(entry.get("output_caption")),
             )
         except (json.JSONDecodeError, KeyError, TypeError) as e:
             raise ValueError(f"{path}:{number}: not a benchmark item ({e})") from e
@@ -83,7 +112,16 @@ def _shard_items(specs: list[str], counter: SkipCounter | None) -> Iterator[Benc
             yield BenchmarkItem(id=key, instruction="", category=UNCATEGORISED, error=str(e))
             continue
         category = str(sample.meta.get("category") or UNCATEGORISED)
-        yield BenchmarkItem(key, sample.instruction, category, image=sample.source, meta=sample.meta)
+        yield BenchmarkItem(
+            key,
+            sample.instruction,
+            category,
+            image=sample.source,
+            meta=sample.meta,
+            target=sample.target,
+            input_caption=_caption(sample.meta.get("input_caption")),
+            output_caption=_caption(sample.meta.get("output_caption")),
+        )
 
 
 def load_benchmark(spec: str | os.PathLike | list[str], counter: SkipCounter | None = None) -> list[BenchmarkItem]:

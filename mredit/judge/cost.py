@@ -12,12 +12,14 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from mredit.judge.images import sent_size
-from mredit.judge.prompts import COMBINED_SYSTEM, PAPER_SYSTEM, combined_schema
+from mredit.judge.protocol import builtin_protocol
 
 PRICES_AS_OF = "2026-08-12"  # USD per 1M tokens, OpenAI list prices (standard tier) on that date
 BATCH_DISCOUNT = 0.5  # the Batch API bills half the sync price
 # expected completion tokens per call (three short failure texts + JSON; one verdict + score in paper mode)
 OUTPUT_TOKENS = {"combined": 150, "paper": 60}
+# tokens of a call's fixed user text and message framing, besides the system text, instruction and images
+OVERHEAD_TOKENS = {"combined": 40, "paper": 60}
 
 
 @dataclass(frozen=True)
@@ -102,14 +104,10 @@ def estimate(
     for (src, edited), instruction in zip(image_sizes, instructions):
         src_tokens = image_tokens(*sent_size(src, max_side), detail, scheme)
         edit_tokens = image_tokens(*sent_size(edited, max_side), detail, scheme)
-        if mode == "combined":
-            prompt += text_tokens(COMBINED_SYSTEM) + text_tokens(instruction) + 40 + src_tokens + edit_tokens
-            completion += OUTPUT_TOKENS["combined"]
-        else:
-            for perspective, system in PAPER_SYSTEM.items():
-                images = edit_tokens if perspective == "quality" else src_tokens + edit_tokens
-                prompt += text_tokens(system) + text_tokens(instruction) + 60 + images
-                completion += OUTPUT_TOKENS["paper"]
+        for call in builtin_protocol(mode).calls:
+            images = sum(src_tokens if name == "source" else edit_tokens for name in call.images)
+            prompt += text_tokens(call.system or "") + text_tokens(instruction) + OVERHEAD_TOKENS[mode] + images
+            completion += OUTPUT_TOKENS[mode]
     usage = {"prompt_tokens": prompt, "completion_tokens": completion}
     n = len(instructions)
     return {
@@ -120,7 +118,7 @@ def estimate(
         "mode": mode,
         "prompt_tokens": prompt,
         "completion_tokens": completion,
-        "schema_tokens": text_tokens(str(combined_schema())),
+        "schema_tokens": text_tokens(str(builtin_protocol("combined").calls[0].json_schema())),
         "usd_sync": usage_cost(usage, price),
         "usd_batch": usage_cost(usage, price, batch=True),
         "usd_per_sample_sync": usage_cost(usage, price) / n if n else 0.0,

@@ -230,18 +230,22 @@ def evaluate_edits(
     benchmark: str | Path | list[str],
     judge: Judge,
     out_dir: str | Path,
-    mode: str = "combined",
+    mode: str | None = "combined",
     concurrency: int = 8,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Judge every benchmark item's edit, write ``results.json`` + ``report.md``, return the results dict."""
+    """Judge every benchmark item's edit, write ``results.json`` + ``report.md``, return the results dict.
+
+    ``mode`` sets the built-in protocol of an LVLM judge (``combined`` or ``paper``); None keeps the judge's own
+    (the protocol of a prompts file)."""
     edits_dir, out_dir = Path(edits_dir), Path(out_dir)
     if not edits_dir.is_dir():
         raise FileNotFoundError(f"edits directory not found: {edits_dir}")
-    if mode not in ("combined", "paper"):
-        raise ValueError(f"unknown eval mode {mode!r}; expected combined or paper")
-    if getattr(judge, "mode", mode) != mode:
-        judge.mode = mode  # the LVLM judge's protocol; the oracle answers both modes identically
+    if mode is not None:  # None: the judge's own protocol (a prompts file)
+        if mode not in ("combined", "paper"):
+            raise ValueError(f"unknown eval mode {mode!r}; expected combined or paper")
+        if getattr(judge, "mode", mode) != mode:
+            judge.mode = mode  # the LVLM judge's protocol; the oracle answers both modes identically
     counter = SkipCounter()
     items = load_benchmark(benchmark, counter)
     missing = [item.id for item in items if item.error is None and not (edits_dir / f"{item.id}.png").is_file()]

@@ -1,4 +1,5 @@
-"""Image policy shared by annotation and evaluation: resize to ``max_side``, JPEG, base64 data URL.
+"""Image policy shared by annotation and evaluation: resize to ``max_side``, JPEG, base64 data URL (a prompts file
+may choose PNG, another JPEG quality or no resize: ``encode_data_url``).
 
 The same policy (recorded in the judge fingerprint) must be used for annotation and evaluation, since the
 resolution the judge sees changes its detail-preserving and quality scores.
@@ -27,10 +28,20 @@ def fit_max_side(image: Image.Image, max_side: int) -> Image.Image:
     return image.resize(size, Image.Resampling.LANCZOS)
 
 
-def image_data_url(image: Image.Image, max_side: int) -> str:
+def encode_data_url(image: Image.Image, max_side: int | None, fmt: str = "jpeg", quality: int = JPEG_QUALITY) -> str:
+    """A base64 data URL of ``image`` as JPEG (at ``quality``) or PNG, downscaled to ``max_side`` (None: as is)."""
+    image = image.convert("RGB") if max_side is None else fit_max_side(image, max_side)
     buf = io.BytesIO()
-    fit_max_side(image, max_side).save(buf, format="JPEG", quality=JPEG_QUALITY)
-    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    if fmt == "png":
+        image.save(buf, format="PNG")
+    else:
+        image.save(buf, format="JPEG", quality=quality)
+    return f"data:image/{fmt};base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def image_data_url(image: Image.Image, max_side: int) -> str:
+    """The default policy: JPEG quality 90, long side at most ``max_side``."""
+    return encode_data_url(image, max_side)
 
 
 def sent_size(size: tuple[int, int], max_side: int) -> tuple[int, int]:

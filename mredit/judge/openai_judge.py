@@ -21,23 +21,17 @@ import openai
 
 from mredit.judge.base import Judge, Judgement, JudgeRequest, JudgeResult, PerspectiveJudgement
 from mredit.judge.cost import Price, price_for, usage_cost
-from mredit.judge.images import image_data_url
-from mredit.judge.parsing import ParseError, looks_like_refusal, parse_combined, parse_paper
-from mredit.judge.prompts import (
-    PROMPT_VERSION,
-    combined_messages,
-    combined_schema,
-    paper_messages,
-    paper_schema,
-    response_format,
-)
+from mredit.judge.images import encode_data_url
+from mredit.judge.parsing import ParseError, looks_like_refusal, parse_answer
+from mredit.judge.prompts import response_format
+from mredit.judge.protocol import INHERIT, CallSpec, Protocol, builtin_protocol, load_protocol
 from mredit.judge.retry import FatalJudgeError, RetryPolicy, classify, describe, retry_after_seconds
 from mredit.schema import PERSPECTIVES
 
 PROVIDERS = ("openai", "azure", "compatible")
 MODES = ("combined", "paper")
 DETAILS = ("low", "high", "auto")
-_STATUS_RANK = {"error": 0, "refused": 1, "invalid": 2}  # which failure a paper-mode result reports first
+_STATUS_RANK = {"error": 0, "refused": 1, "invalid": 2}  # which failure a several-call result reports first
 
 
 @dataclass
@@ -90,7 +84,8 @@ def _rejects_response_format(error: openai.BadRequestError) -> bool:
 
 
 class OpenAIJudge(Judge):
-    """Score requests with a vision chat model; ``mode`` is ``combined`` (one call) or ``paper`` (three calls)."""
+    """Score requests with a vision chat model, with the built-in protocol ``mode`` (``combined``: one call,
+    ``paper``: three calls) or the protocol of a prompts file (``prompts``, a YAML path or a ``Protocol``)."""
 
     def __init__(
         self,
@@ -112,18 +107,23 @@ class OpenAIJudge(Judge):
         price: Price | None = None,
         client: Any = None,
         transport: str = "aiohttp",
+        prompts: str | os.PathLike | Protocol | None = None,
     ) -> None:
         if provider not in PROVIDERS:
             raise ValueError(f"unknown provider {provider!r}; expected one of {PROVIDERS}")
         if mode not in MODES:
             raise ValueError(f"unknown judge mode {mode!r}; expected one of {MODES}")
+        if prompts is None:
+            self.protocol = builtin_protocol(mode)
+        else:
+            self.protocol = prompts if isinstance(prompts, Protocol) else load_protocol(prompts)
         if detail not in DETAILS:
             raise ValueError(f"unknown image detail {detail!r}; expected one of {DETAILS}")
         if provider == "compatible" and not (base_url or os.environ.get("OPENAI_BASE_URL")):
             raise ValueError(
                 "the 'compatible' judge needs --lvlm.base_url (e.g. http://host:8000/v1) or OPENAI_BASE_URL"
             )
-        self.model, self.provider, self.mode, self.detail = model, provider, mode, detail
+        self.model, self.provider, self.detail = model, provider, detail
         self.base_url, self.api_key, self.azure_endpoint, self.api_version = (
             base_url,
             api_key,
@@ -141,17 +141,52 @@ class OpenAIJudge(Judge):
         self._rng = random.Random(0)
 
     @property
+    def mode(self) -> str:
+        """The protocol's name: ``combined``, ``paper``, or the name of a prompts file."""
+        return self.protocol.name
+
+    @mode.setter
+    def mode(self, mode: str) -> None:
+        if not self.protocol.builtin:
+            raise ValueError(f"this judge runs the prompts file {self.protocol.path}; its mode cannot be set to {mode}")
+        self.protocol = builtin_protocol(mode)
+
+    def _setting(self, value: Any, default: Any) -> Any:
+        return default if value is INHERIT else value
+
+    @property
+    def image_max_side(self) -> int | None:
+        return self._setting(self.protocol.image.max_side, self.max_side)
+
+    @property
+    def image_detail(self) -> str | None:
+        return self._setting(self.protocol.image.detail, self.detail)
+
+    @property
+    def request_settings(self) -> dict[str, Any]:
+        """``temperature`` and ``seed`` of the requests (None: left out of the request body)."""
+        defaults = {"temperature": self.temperature, "seed": self.seed}
+        return {name: self.protocol.request.get(name, default) for name, default in defaults.items()}
+
+    @property
     def fingerprint(self) -> dict[str, Any]:
-        return {
+        settings = self.request_settings
+        fingerprint = {
             "provider": self.provider,
             "model": self.model,
-            "prompt_version": PROMPT_VERSION,
-            "mode": self.mode,
-            "image_size": self.max_side,
-            "detail": self.detail,
-            "temperature": self.temperature,
-            "seed": self.seed,
+            "prompt_version": self.protocol.version,
+            "mode": self.protocol.name,
+            "image_size": self.image_max_side,
+            "detail": self.image_detail,
+            "temperature": settings["temperature"],
+            "seed": settings["seed"],
         }
+        if not self.protocol.builtin:  # the built-in protocols keep the fingerprint their records were made with
+            image = self.protocol.image
+            fingerprint["prompts"] = {"file": os.path.basename(self.protocol.path), "format": image.format}
+            if image.format == "jpeg":
+                fingerprint["prompts"]["quality"] = image.quality
+        return fingerprint
 
     @property
     def client(self) -> Any:
@@ -187,55 +222,80 @@ class OpenAIJudge(Judge):
             self._client = None  # a later event loop gets a fresh client
 
     # -- one request --------------------------------------------------------------------------------------
+    def _image_urls(self, request: JudgeRequest) -> dict[str, str]:
+        image = self.protocol.image
+        needed = {name for call in self.protocol.calls for name in call.images}
+        images = {"source": request.source, "edited": request.edited}
+        return {
+            name: encode_data_url(images[name], self.image_max_side, image.format, image.quality)
+            for name in sorted(needed)
+        }
+
+    def messages(
+        self, call: CallSpec, instruction: str, urls: dict[str, str], structured: bool, mitigate: bool = False
+    ) -> list[dict[str, Any]]:
+        """The chat messages of one call of the protocol."""
+        detail = self.image_detail
+        parts: list[dict[str, Any]] = []
+        for name in call.images:
+            image_url = {"url": urls[name]} if detail is None else {"url": urls[name], "detail": detail}
+            parts.append({"type": "image_url", "image_url": image_url})
+        text = {"type": "text", "text": call.user_text(instruction, structured, mitigate, self.protocol.mitigation)}
+        content = [*parts, text] if call.images_first else [text, *parts]
+        messages: list[dict[str, Any]] = [] if call.system is None else [{"role": "system", "content": call.system}]
+        return [*messages, {"role": "user", "content": content}]
+
     def batch_body(self, request: JudgeRequest) -> dict[str, Any]:
-        """The chat-completions body for ``request`` in combined mode (the Batch API line's ``body``)."""
-        if self.mode != "combined":
-            raise ValueError("batch mode supports the combined judge mode only")
-        source, edited = image_data_url(request.source, self.max_side), image_data_url(request.edited, self.max_side)
-        return self._body(combined_messages(request.instruction, source, edited, self.detail, True), "edit_judgement")
+        """The chat-completions body of ``request`` for a one-call protocol (the Batch API line's ``body``)."""
+        if len(self.protocol.calls) != 1:
+            raise ValueError("batch mode supports one-call protocols only (the combined judge mode)")
+        call = self.protocol.calls[0]
+        messages = self.messages(call, request.instruction, self._image_urls(request), call.structured)
+        return self._body(messages, call, call.structured)
 
     def result_from_body(self, key: str, body: dict[str, Any]) -> JudgeResult:
-        """A ``JudgeResult`` from a combined-mode completion body (used to collect Batch API output)."""
-        outcome = interpret_completion(body, parse_combined, structured=True)
+        """A ``JudgeResult`` from a one-call protocol's completion body (used to collect Batch API output)."""
+        call = self.protocol.calls[0]
+        outcome = interpret_completion(body, self._parser(call), structured=call.structured)
         return self._result(key, outcome.status, outcome.value, outcome.error, outcome.raw, outcome.usage, batch=True)
 
-    def _body(self, messages: list[dict[str, Any]], schema_name: str | None) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "model": self.model,
-            "messages": messages,
-            "temperature": self.temperature,
-            "max_tokens": self.max_tokens,
-        }
-        if self.seed is not None:
-            body["seed"] = self.seed
-        if schema_name is not None:
-            schema = combined_schema() if schema_name == "edit_judgement" else paper_schema(schema_name[6:])
-            body["response_format"] = response_format(schema_name, schema)
+    def _body(self, messages: list[dict[str, Any]], call: CallSpec, structured: bool) -> dict[str, Any]:
+        settings = self.request_settings
+        body: dict[str, Any] = {"model": self.model, "messages": messages}
+        if settings["temperature"] is not None:
+            body["temperature"] = settings["temperature"]
+        body["max_tokens"] = call.max_tokens or self.max_tokens
+        if settings["seed"] is not None:
+            body["seed"] = settings["seed"]
+        if structured:
+            body["response_format"] = response_format(call.name, call.json_schema())
         return body
 
-    async def _call(
-        self, messages: Callable[[bool, bool], list[dict[str, Any]]], schema_name: str, parse: Callable[[str], Any]
-    ) -> CallOutcome:
-        """One judgement call; a refusal is retried once with a mitigation note (``prompts.MITIGATION``)."""
-        outcome = await self._attempts(lambda structured: messages(structured, False), schema_name, parse)
-        if outcome.status != "refused":
+    def _parser(self, call: CallSpec) -> Callable[[str], Any]:
+        if len(call.answers) == len(PERSPECTIVES):
+            return lambda text: Judgement(*(parse_answer(text, call.answers)[p] for p in PERSPECTIVES))
+        return lambda text: parse_answer(text, call.answers)
+
+    async def _call(self, call: CallSpec, instruction: str, urls: dict[str, str]) -> CallOutcome:
+        """One judgement call; a refusal is retried once with the protocol's mitigation note."""
+        outcome = await self._attempts(call, instruction, urls, mitigate=False)
+        if outcome.status != "refused" or not self.protocol.mitigation:
             return outcome
-        retried = await self._attempts(lambda structured: messages(structured, True), schema_name, parse)
+        retried = await self._attempts(call, instruction, urls, mitigate=True)
         for name, value in outcome.usage.items():
             retried.usage[name] = retried.usage.get(name, 0) + value
         if retried.status == "refused":
             retried.error = f"{retried.error} (also with the mitigation note)"
         return retried
 
-    async def _attempts(
-        self, messages: Callable[[bool], list[dict[str, Any]]], schema_name: str, parse: Callable[[str], Any]
-    ) -> CallOutcome:
+    async def _attempts(self, call: CallSpec, instruction: str, urls: dict[str, str], mitigate: bool) -> CallOutcome:
         last = "no attempt"
         attempt = 0
+        parse = self._parser(call)
         while attempt < self.retry.max_attempts:
             attempt += 1
-            structured = self.structured
-            body = self._body(messages(structured), schema_name if structured else None)
+            structured = self.structured and call.structured
+            body = self._body(self.messages(call, instruction, urls, structured, mitigate), call, structured)
             try:
                 # a plain POST: the typed create() re-walks every message (base64 images included) in Python
                 response = await self.client.post("/chat/completions", cast_to=httpx2.Response, body=body)
@@ -266,29 +326,12 @@ class OpenAIJudge(Judge):
         return CallOutcome("error", error=f"gave up after {attempt} attempts: {last}", usage={"attempts": attempt})
 
     async def judge(self, request: JudgeRequest) -> JudgeResult:
-        source = image_data_url(request.source, self.max_side)
-        edited = image_data_url(request.edited, self.max_side)
-        if self.mode == "combined":
-            outcome = await self._call(
-                lambda structured, mitigate: combined_messages(
-                    request.instruction, source, edited, self.detail, structured, mitigate
-                ),
-                "edit_judgement",
-                parse_combined,
-            )
+        urls = self._image_urls(request)
+        calls = self.protocol.calls
+        if len(calls) == 1:
+            outcome = await self._call(calls[0], request.instruction, urls)
             return self._result(request.key, outcome.status, outcome.value, outcome.error, outcome.raw, outcome.usage)
-        outcomes = await asyncio.gather(
-            *(
-                self._call(
-                    lambda structured, mitigate, p=p: paper_messages(
-                        p, request.instruction, source, edited, self.detail, structured, mitigate
-                    ),
-                    f"paper_{p}",
-                    lambda text, p=p: parse_paper(p, text),
-                )
-                for p in PERSPECTIVES
-            )
-        )
+        outcomes = await asyncio.gather(*(self._call(call, request.instruction, urls) for call in calls))
         usage: dict[str, int] = {}
         for outcome in outcomes:
             for name, value in outcome.usage.items():
@@ -297,7 +340,10 @@ class OpenAIJudge(Judge):
         if failed:
             first = failed[0]
             return self._result(request.key, first.status, None, first.error, first.raw, usage)
-        judgement = Judgement(*(o.value for o in outcomes))
+        parts: dict[str, PerspectiveJudgement] = {}
+        for outcome in outcomes:
+            parts.update(outcome.value)
+        judgement = Judgement(*(parts[p] for p in PERSPECTIVES))
         return self._result(request.key, "ok", judgement, None, None, usage)
 
     def _result(

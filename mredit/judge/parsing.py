@@ -1,4 +1,6 @@
-"""Turn a judge's answer text into a ``Judgement``: strict JSON first, a lenient path for free-text providers.
+"""Turn a judge's answer text into judgements: strict JSON first, a lenient path for free-text providers (JSON
+inside prose or a code fence, or a Python dict string such as ``{'following': 'yes', 'score': 4.5}``, the shape the
+released ``gpt_eval`` scripts ask for).
 
 Never fills a default: a missing or non-numeric score raises ``ParseError`` and the sample ends ``invalid``
 with the raw text kept. Scores outside 0..5 are clamped (a model answering 6 meant "top").
@@ -14,6 +16,7 @@ from typing import Any
 
 from mredit.judge.base import Judgement, PerspectiveJudgement
 from mredit.judge.prompts import COMBINED_KEYS, MAX_FAILURE_CHARS, PAPER_VERDICT_KEYS
+from mredit.judge.protocol import AnswerKeys
 from mredit.schema import MAX_SCORE, NO_FAILURE, PERSPECTIVES
 
 # case-insensitive aliases a free-text model may use for each perspective
@@ -22,6 +25,9 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "preserving": ("detail_preserving", "preserving", "detail preserving", "consistency", "preservation", "dp"),
     "quality": ("generation_quality", "quality", "generation quality", "visual_quality", "gq"),
 }
+VERDICT_ALIASES: tuple[str, ...] = ("success", "verdict", "yes", "answer")
+SCORE_ALIASES: tuple[str, ...] = ("score", "rating")
+FEEDBACK_ALIASES: tuple[str, ...] = ("failure_points", "feedback", "reason")
 NO_FAILURE_SPELLINGS = {"", "none", "n/a", "na", "no issues", "no failure", "no failures", "nothing", "-"}
 REFUSAL_PATTERNS = re.compile(
     r"^\s*(i'?m sorry|i am sorry|sorry,|i can(?:'|no)t (?:help|assist|evaluate|comply)|i am unable|i'm unable)",
@@ -82,12 +88,13 @@ def extract_json_object(text: str) -> dict[str, Any]:
     raise ParseError(f"no JSON object in the answer: {text[:80]!r}")
 
 
-def coerce_score(value: Any) -> float:
-    """A score in [0, 5] from a number or a string like "4", "4.5", "4/5", "8/10", "4 out of 5"."""
+def coerce_score(value: Any, score_max: float = MAX_SCORE) -> float:
+    """A score in [0, 5] from a number or a string like "4", "4.5", "4/5", "8/10", "4 out of 5"; a bare number is
+    on ``0..score_max`` (rescaled to 0-5)."""
     if isinstance(value, bool) or value is None:
         raise ParseError(f"score is not a number: {value!r}")
     if isinstance(value, (int, float)):
-        score = float(value)
+        score = float(value) * MAX_SCORE / score_max
     elif isinstance(value, str):
         match = _SCORE_TEXT.match(value)
         if not match:
@@ -98,6 +105,8 @@ def coerce_score(value: Any) -> float:
             if float(denominator) <= 0:
                 raise ParseError(f"score has a bad denominator: {value!r}")
             score = score / float(denominator) * MAX_SCORE
+        else:
+            score = score * MAX_SCORE / score_max
     else:
         raise ParseError(f"score is not a number: {value!r}")
     if math.isnan(score) or math.isinf(score):
@@ -132,36 +141,56 @@ def _lookup(data: dict[str, Any], names: tuple[str, ...]) -> Any:
     raise KeyError(names[0])
 
 
+def parse_answer(text: str, answers: dict[str, AnswerKeys]) -> dict[str, PerspectiveJudgement]:
+    """Parse one call's answer (JSON, or a Python dict string such as ``{'following': 'yes', 'score': 4.5}``, also
+    inside prose or a code fence) into the judgement of each perspective ``answers`` names.
+
+    Each perspective's keys are looked up case-insensitively, with aliases: the object of a combined answer also
+    under ``ALIASES``, the verdict also as ``verdict``/``answer``/``success``/``yes``, the score also as
+    ``score``/``rating``, the feedback also as ``failure_points``/``feedback``/``reason``.
+    """
+    data = extract_json_object(text)
+    out = {}
+    for perspective, keys in answers.items():
+        entry: Any = data
+        name = keys.object or perspective
+        if keys.object:
+            try:
+                entry = _lookup(data, (keys.object, *ALIASES[perspective]))
+            except KeyError as e:
+                raise ParseError(f"answer has no '{keys.object}'") from e
+            if not isinstance(entry, dict):
+                raise ParseError(f"'{keys.object}' is not an object")
+        try:
+            verdict = coerce_verdict(_lookup(entry, (keys.verdict, *VERDICT_ALIASES)))
+            score = coerce_score(_lookup(entry, (keys.score, *SCORE_ALIASES)), keys.score_max)
+        except KeyError as e:
+            raise ParseError(
+                f"'{name}' lacks '{e.args[0]}'" if keys.object else f"{name} answer lacks '{e.args[0]}'"
+            ) from e
+        except ParseError as e:
+            raise ParseError(f"'{name}': {e}") from e
+        try:
+            feedback = _lookup(entry, tuple(k for k in (keys.feedback, *FEEDBACK_ALIASES) if k))
+        except KeyError:
+            feedback = NO_FAILURE
+        out[perspective] = PerspectiveJudgement(score=score, verdict=verdict, feedback=normalise_feedback(feedback))
+    return out
+
+
+COMBINED_ANSWERS = {
+    p: AnswerKeys(verdict="success", score="score", feedback="failure_points", object=COMBINED_KEYS[p])
+    for p in PERSPECTIVES
+}
+
+
 def parse_combined(text: str) -> Judgement:
     """Parse the combined-mode answer (all three perspectives)."""
-    data = extract_json_object(text)
-    parts = []
-    for p in PERSPECTIVES:
-        try:
-            entry = _lookup(data, (COMBINED_KEYS[p], *ALIASES[p]))
-        except KeyError as e:
-            raise ParseError(f"answer has no '{COMBINED_KEYS[p]}'") from e
-        if not isinstance(entry, dict):
-            raise ParseError(f"'{COMBINED_KEYS[p]}' is not an object")
-        try:
-            score = coerce_score(_lookup(entry, ("score", "rating")))
-            verdict = coerce_verdict(_lookup(entry, ("success", "verdict", "yes", "answer")))
-        except KeyError as e:
-            raise ParseError(f"'{COMBINED_KEYS[p]}' lacks '{e.args[0]}'") from e
-        except ParseError as e:
-            raise ParseError(f"'{COMBINED_KEYS[p]}': {e}") from e
-        feedback = normalise_feedback(entry.get("failure_points", entry.get("feedback", NO_FAILURE)))
-        parts.append(PerspectiveJudgement(score=score, verdict=verdict, feedback=feedback))
-    return Judgement(*parts)
+    parts = parse_answer(text, COMBINED_ANSWERS)
+    return Judgement(*(parts[p] for p in PERSPECTIVES))
 
 
 def parse_paper(perspective: str, text: str) -> PerspectiveJudgement:
     """Parse one paper-mode answer: ``{"reason", "<following|consistent|clear>": yes/no, "score"}``."""
-    data = extract_json_object(text)
-    verdict_key = PAPER_VERDICT_KEYS[perspective]
-    try:
-        verdict = coerce_verdict(_lookup(data, (verdict_key, "answer", "verdict")))
-        score = coerce_score(_lookup(data, ("score",)))
-    except KeyError as e:
-        raise ParseError(f"{perspective} answer lacks '{e.args[0]}'") from e
-    return PerspectiveJudgement(score=score, verdict=verdict, feedback=normalise_feedback(data.get("reason")))
+    keys = AnswerKeys(verdict=PAPER_VERDICT_KEYS[perspective], score="score", feedback="reason")
+    return parse_answer(text, {perspective: keys})[perspective]

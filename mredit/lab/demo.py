@@ -8,7 +8,11 @@
 4. edit the test set with both (the reward model at rewards (5, 5, 5)) into ``<out>/edits/<model>/<key>.png``;
 5. judge both with the oracle (as ``mredit judge eval`` does) and write ``<out>/results.json``, ``results.md``
    (overall and per category), ``grid.png`` (source | target | baseline | reward) and ``bars.png``; print the table.
-   As a controllability check the reward model also edits at rewards (0, 0, 0) (``edits/reward_at_0``).
+   As a controllability check the reward model also edits at rewards (0, 0, 0) (``edits/reward_at_0``);
+6. beside the oracle's exact judgement, the MagicBrush metrics against the exact targets (as ``mredit eval
+   metrics --protocol magicbrush`` does; ``<out>/metrics/<edition>/``, ``metrics.json``, a table in
+   ``results.md``): with the default tiny random CLIP and DINO, CLIP-I and DINO are only a wiring check (L1 and
+   L2 are real); ``--clip`` / ``--dino`` take real models.
 
 ``python -m mredit.lab.demo --fast true`` runs the same pipeline at a few steps (the CI test).
 """
@@ -25,7 +29,14 @@ from PIL import Image
 from mredit.cli.parsing import run_command
 from mredit.data.reader import read_samples
 from mredit.lab import jobs, workflow
-from mredit.lab.reports import format_category_table, format_overall_table, save_comparison_grid, save_metric_bars
+from mredit.lab.metrics import metric_models
+from mredit.lab.reports import (
+    format_category_table,
+    format_metrics_table,
+    format_overall_table,
+    save_comparison_grid,
+    save_metric_bars,
+)
 from mredit.lab.workflow import DataSpec, EditSpec, TrainSpec
 from mredit.schema import PERSPECTIVES
 
@@ -109,9 +120,33 @@ def edit_test_set(
     return [name for name, *_ in editions]
 
 
-def write_reports(out: Path, evaluations: dict[str, dict], test_shards: Path, budget: str, footer: str) -> dict:
-    """``results.json`` (the two models' overall scores), ``results.md``, ``grid.png`` and ``bars.png``; prints
-    the overall table and returns the ``results.json`` payload."""
+EDITION_TITLES = {"baseline": "baseline", "reward": "reward at (5, 5, 5)", LOW_REWARD_RUN: "reward at (0, 0, 0)"}
+
+
+def metrics_section(metrics: dict[str, dict]) -> str:
+    """The MagicBrush metrics of every edition against the exact targets, with the models' note."""
+    note = next(iter(metrics.values())).get("note")
+    table = format_metrics_table({EDITION_TITLES.get(name, name): result for name, result in metrics.items()})
+    models = next(iter(metrics.values()))["models"]
+    text = (
+        "The MagicBrush protocol (`mredit eval metrics --protocol magicbrush`, docs/eval.md) against the exact "
+        f"targets, beside the oracle's exact judgement above; CLIP `{models['clip']}`, DINO `{models['dino']}`; "
+        "95% bootstrap intervals. The synthetic world has no captions: no CLIP-T."
+    )
+    return text + (f"\n\n**{note}.**" if note else "") + f"\n\n{table}"
+
+
+def write_reports(
+    out: Path,
+    evaluations: dict[str, dict],
+    test_shards: Path,
+    budget: str,
+    footer: str,
+    metrics: dict[str, dict] | None = None,
+) -> dict:
+    """``results.json`` (the two models' overall scores), ``results.md``, ``grid.png`` and ``bars.png`` (and,
+    with ``metrics``, ``metrics.json`` and their table in ``results.md``); prints the overall table and returns
+    the ``results.json`` payload."""
     results = {name: _summary(evaluations[name]["overall"]) for name in MODELS}
     (out / "results.json").write_text(json.dumps(results, indent=1))
     overall = format_overall_table(results)
@@ -122,11 +157,18 @@ def write_reports(out: Path, evaluations: dict[str, dict], test_shards: Path, bu
             "reward at (0, 0, 0)": _summary(evaluations[LOW_REWARD_RUN]["overall"]),
         }
     )
+    standard = ""
+    if metrics:
+        summary = {
+            name: {"overall": r["overall"], "models": r["models"], "note": r["note"]} for name, r in metrics.items()
+        }
+        (out / "metrics.json").write_text(json.dumps(summary, indent=1))
+        standard = f"## Standard metrics\n\n{metrics_section(metrics)}\n\n"
     (out / "results.md").write_text(
         f"# Demo results\n\n{budget}{footer}.\n\n"
         f"## Overall\n\n{overall}\n\n## Per category\n\n{per_category}\n\n"
         f"## Controllability\n\nThe reward model asked for the worst rewards should edit less (lower following) "
-        f"than at the best rewards.\n\n{control}\n\n![grid](grid.png)\n\n![bars](bars.png)\n"
+        f"than at the best rewards.\n\n{control}\n\n{standard}![grid](grid.png)\n\n![bars](bars.png)\n"
     )
     save_comparison_grid(_grid_rows(test_shards, out), ("source", "target", "baseline", "reward"), out / "grid.png")
     save_metric_bars(results, out / "bars.png", title="oracle judge on the synthetic test set")
@@ -143,8 +185,11 @@ def run_demo(
     num_inference_steps: int,
     seed: int = 0,
     parallel: int = 2,
+    clip: str | None = None,
+    dino: str | None = None,
 ) -> dict:
-    """Data, training, editing, judging and reports (see the module docstring); returns ``results.json``."""
+    """Data, training, editing, judging, metrics and reports (see the module docstring); returns
+    ``results.json``."""
     start = time.time()
     timings: dict[str, float] = {}
 
@@ -162,13 +207,22 @@ def run_demo(
     print("judging the edits with the oracle", flush=True)
     evaluations = {name: workflow.evaluate(out / "edits" / name, data.test, out / "eval" / name) for name in editions}
     lap("judging")
+    print("measuring the edits against the exact targets (MagicBrush metrics)", flush=True)
+    models = metric_models(clip, dino)
+    metrics = {
+        name: workflow.measure(out / "edits" / name, data.test, out / "metrics" / name, models) for name in editions
+    }
+    lap("metrics")
     minutes = (time.time() - start) / 60
     stages = ", ".join(f"{stage} {seconds / 60:.1f}" for stage, seconds in timings.items())
     budget = f"{num_train} training triplets, {max_steps} steps at batch {batch_size}, {resolution} px, seed {seed}"
     footer = f"; {num_test} clean test edits judged by the oracle; {minutes:.1f} min ({stages})"
-    results = write_reports(out, evaluations, data.test, budget, footer)
-    reports = "results.md, grid.png, bars.png"
-    print(f"\n{format_overall_table(results)}\n\n{budget}; {minutes:.1f} min. Reports in {out}/ ({reports})")
+    results = write_reports(out, evaluations, data.test, budget, footer, metrics)
+    reports = "results.md, metrics.json, grid.png, bars.png"
+    standard = format_metrics_table({EDITION_TITLES.get(n, n): r for n, r in metrics.items()})
+    note = f"\n{models.note}." if models.note else ""
+    print(f"\n{format_overall_table(results)}\n\nMagicBrush metrics against the exact targets:{note}\n{standard}")
+    print(f"\n{budget}; {minutes:.1f} min. Reports in {out}/ ({reports})")
     return results
 
 
@@ -183,6 +237,8 @@ def demo(
     num_inference_steps: int | None = None,
     seed: int = 0,
     parallel: int = 2,
+    clip: str | None = None,
+    dino: str | None = None,
 ) -> dict:
     """The paper's claim on the synthetic world, on a CPU, in minutes (make demo).
 
@@ -198,6 +254,8 @@ def demo(
         num_inference_steps: sampling steps of the edits (default 25).
         seed: the seed of the data, the training and the sampling.
         parallel: models trained (and editions run) side by side, one thread each.
+        clip: a CLIP model (folder or hub id) for the MagicBrush metrics; default a tiny random one (a wiring check).
+        dino: a DINO model (folder or hub id) for the MagicBrush metrics; default a tiny random one (a wiring check).
     """
     given = {
         "num_train": num_train,
@@ -208,7 +266,8 @@ def demo(
         "num_inference_steps": num_inference_steps,
     }
     settings = {**(FAST if fast else DEFAULTS), **{k: v for k, v in given.items() if v is not None}}
-    return run_demo(Path(out), seed=seed, parallel=parallel, **settings)
+    models = {k: v for k, v in {"clip": clip, "dino": dino}.items() if v is not None}
+    return run_demo(Path(out), seed=seed, parallel=parallel, **settings, **models)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,9 +20,11 @@ LightningCLI ``overrides``; ``reuse: <arm>`` evaluates that arm's trained models
 ``reward`` holds the ``RewardConditioning`` callback options (absent: no reward). The training data of seed ``s``
 is drawn with seed ``data.seed + s``, so the interval covers both the data draw and the training randomness.
 
-``run_experiment`` goes through five steps, each a function: ``plan_experiment`` (what to make, train, edit and
-judge; nothing runs), ``prepare`` (the data), ``train``, ``edit``, ``evaluate`` and ``report`` (``results.json``
-and the README's results block).
+``run_experiment`` goes through its steps, each a function: ``plan_experiment`` (what to make, train, edit and
+judge; nothing runs), ``prepare`` (the data), ``train``, ``edit``, ``evaluate`` (the oracle), ``measure`` (the
+MagicBrush metrics of the final models against the exact targets; with tiny random CLIP and DINO unless
+``--clip`` / ``--dino`` name real ones, so CLIP-I and DINO are then only a wiring check) and ``report``
+(``results.json`` and the README's results block).
 
 Run: ``python -m mredit.lab.experiments --experiment experiments/reward_vs_baseline [--seeds '[0, 1]']
 [--max_steps N] ...``. Every step is cached under ``--out`` (default ``runs/experiments/<name>``): a re-run
@@ -46,6 +48,7 @@ import yaml
 
 from mredit.cli.parsing import run_command
 from mredit.lab import jobs, sharing, workflow
+from mredit.lab.metrics import PROTOCOL, MetricModels, metric_models
 from mredit.lab.reports import format_aggregate_table, format_experiment_results, replace_between_markers
 from mredit.lab.stats import mean_confidence_interval
 from mredit.lab.workflow import DataPaths, DataSpec, EditSpec, TrainSpec
@@ -98,6 +101,10 @@ class Run(NamedTuple):
     @property
     def eval_dir(self) -> Path:
         return self.run_dir / "eval"
+
+    @property
+    def metrics_dir(self) -> Path:
+        return self.run_dir / "metrics"
 
     @property
     def label(self) -> str:
@@ -349,6 +356,7 @@ def edit(runs: list[Run], parallel: int = 2, log=print) -> None:
         if workflow.edits_done(run.edits, run.checkpoint, run.edit_spec, run.resolution):
             continue
         (run.eval_dir / "results.json").unlink(missing_ok=True)
+        (run.metrics_dir / "results.json").unlink(missing_ok=True)
         edit_jobs.append(
             workflow.edit_job(run.label, run.checkpoint, run.test_shards, run.edits, run.edit_spec, run.resolution)
         )
@@ -368,9 +376,37 @@ def evaluate(runs: list[Run]) -> list[dict[str, Any]]:
     return results
 
 
-def summarise(experiment: Experiment, runs: list[Run], results: list[dict[str, Any]]) -> dict[str, Any]:
+def measure(runs: list[Run], models: MetricModels) -> list[dict[str, Any] | None]:
+    """The MagicBrush metrics of every final run's edits against the exact targets (a run measured before with the
+    same models keeps its ``metrics/results.json``); None for the learning curve's runs, in the order of ``runs``."""
+    return [
+        workflow.measure(run.edits, run.test_shards, run.metrics_dir, models, reuse=True) if run.final else None
+        for run in runs
+    ]
+
+
+def aggregate_metrics(runs: list[Run], metrics: list[dict[str, Any] | None]) -> dict[str, Any]:
+    """``[arm][metric]`` = mean and 95% t-interval over seeds of the final runs' MagicBrush metrics."""
+    by_arm: dict[str, list[dict[str, Any]]] = {}
+    for run, result in zip(runs, metrics):
+        if run.final and result is not None:
+            by_arm.setdefault(run.arm, []).append(result["overall"][PROTOCOL])
+    out = {}
+    for arm, results in by_arm.items():
+        names = [m for m in results[0] if all(r[m]["mean"] is not None for r in results)]
+        out[arm] = {m: mean_confidence_interval([r[m]["mean"] for r in results]) for m in names}
+    return out
+
+
+def summarise(
+    experiment: Experiment,
+    runs: list[Run],
+    results: list[dict[str, Any]],
+    metrics: list[dict[str, Any] | None] | None = None,
+) -> dict[str, Any]:
     """The payload of ``results.json``: the experiment's budget, ``aggregate`` of the final models (and, when
-    checkpoints were judged along the way, a ``curve`` of the same per step) and each final run's overall scores."""
+    checkpoints were judged along the way, a ``curve`` of the same per step), each final run's overall scores
+    and, when measured, the MagicBrush metrics of the final models (``metrics``, ``metrics_note``)."""
     final: dict[str, dict[int, dict[str, Any]]] = {arm.name: {} for arm in experiment.arms}
     by_step: dict[int, dict[str, dict[int, dict[str, Any]]]] = {}
     for run, result in zip(runs, results):
@@ -380,12 +416,18 @@ def summarise(experiment: Experiment, runs: list[Run], results: list[dict[str, A
     summary = aggregate(final, experiment.reference)
     if len(by_step) > 1:  # checkpoints along the way: the learning curve
         summary["curve"] = {step: aggregate(by_step[step], experiment.reference) for step in sorted(by_step)}
-    return {
+    payload = {
         "experiment": experiment.name,
         "budget": budget(experiment),
         **summary,
         "runs": {arm: {str(s): r["overall"] for s, r in by_seed.items()} for arm, by_seed in final.items()},
     }
+    if metrics is not None and any(m is not None for m in metrics):
+        payload["metrics"] = aggregate_metrics(runs, metrics)
+        measured = next(m for m in metrics if m is not None)
+        payload["metrics_models"] = measured["models"]
+        payload["metrics_note"] = measured.get("note")
+    return payload
 
 
 def budget(experiment: Experiment) -> dict[str, Any]:
@@ -428,19 +470,22 @@ def run_experiment(
     log=print,
     final_only: bool = False,
     command: str | None = None,
+    models: MetricModels | None = None,
 ) -> dict[str, Any]:
-    """Plan, prepare the data, train, edit and evaluate every (arm, seed), then report into
+    """Plan, prepare the data, train, edit, evaluate and measure every (arm, seed), then report into
     ``<results_dir>/results.json`` and the results block of ``<results_dir>/README.md`` (``results_dir``
     defaults to the experiment's directory); returns the ``results.json`` payload.
 
     ``final_only``: edit and judge only the final models; the curve keeps the steps an earlier run judged. The
     runs still save their ``checkpoint_steps``, so a later run without it completes the curve without retraining.
-    ``command``: the command line, written into the README's results block."""
+    ``command``: the command line, written into the README's results block. ``models``: the CLIP and DINO of
+    the MagicBrush metrics (default: tiny random ones, a wiring check)."""
     plan = plan_experiment(experiment, out_dir, final_only)
     prepare(plan, log=log)
     train(plan, experiment.parallel, log=log)
     edit(plan.runs, experiment.parallel, log=log)
-    payload = summarise(experiment, plan.runs, evaluate(plan.runs))
+    results = evaluate(plan.runs)
+    payload = summarise(experiment, plan.runs, results, measure(plan.runs, models or metric_models()))
     report(experiment, payload, results_dir or experiment.directory, command, log=log)
     return payload
 
@@ -483,6 +528,8 @@ def run(
     reference: str | None = None,
     final_only: bool = False,
     command: str | None = None,
+    clip: str | None = None,
+    dino: str | None = None,
 ) -> dict[str, Any]:
     """Run an experiment on the synthetic world: arms x seeds, trained, edited and judged by the oracle.
 
@@ -502,6 +549,8 @@ def run(
         final_only: edit and judge only the final models (checkpoint_steps are still saved; a later run adds
             the learning curve).
         command: the command line, written into the README's results block.
+        clip: a CLIP model (folder or hub id) for the MagicBrush metrics; default a tiny random one (a wiring check).
+        dino: a DINO model (folder or hub id) for the MagicBrush metrics; default a tiny random one (a wiring check).
     """
     loaded = load_experiment(experiment)
     if seeds is not None:
@@ -519,7 +568,8 @@ def run(
     apply_overrides(loaded, "data", {"num_train": num_train, "num_test": num_test})
     apply_overrides(loaded, "edit", {"num_inference_steps": num_inference_steps})
     work = out or Path("runs/experiments") / loaded.name
-    return run_experiment(loaded, work, results_dir, final_only=final_only, command=command)
+    models = metric_models(clip, dino)
+    return run_experiment(loaded, work, results_dir, final_only=final_only, command=command, models=models)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,6 +15,7 @@ from typing import Any
 
 from PIL import Image, ImageDraw
 
+from mredit.eval.evaluate import LABELS, LOWER_IS_BETTER
 from mredit.schema import PERSPECTIVE_TITLES, PERSPECTIVES
 
 Metrics = Mapping[str, Mapping[str, Any]]  # perspective -> {"yes_rate": ..., "score": ..., ...}
@@ -200,7 +201,8 @@ def format_experiment_results(
     summary: Mapping[str, Any], budget: Mapping[str, Any], reference: str | None, command: str | None = None
 ) -> str:
     """The generated results block of an experiment's README: how it was made, the aggregate table, the paired
-    differences, the per-category means and the learning curve (``mredit.lab.experiments.aggregate``'s summary)."""
+    differences, the per-category means, the learning curve (``mredit.lab.experiments.aggregate``'s summary) and
+    the MagicBrush metrics against the exact targets (``summary["metrics"]``, when measured)."""
     lines = [f"Made by `{command}`.", ""] if command else []
     lines += [
         f"Budget: {json.dumps(budget, sort_keys=True)}. Cells: mean ± half-width of the 95% t-interval over seeds "
@@ -218,4 +220,60 @@ def format_experiment_results(
     if summary.get("curve"):
         lines += ["", "Learning curve: following yes-rate % at each saved step (mean over seeds):", ""]
         lines.append(format_curve_table(summary["curve"]))
+    if summary.get("metrics"):
+        lines += [
+            "",
+            "MagicBrush metrics against the exact targets (mean ± half-width of the 95% t-interval over seeds):",
+        ]
+        if summary.get("metrics_note"):
+            lines += ["", f"*{summary['metrics_note']}.*"]
+        lines += ["", format_metrics_aggregate_table(summary["metrics"])]
+    return "\n".join(lines)
+
+
+def _metric_columns(rows: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> list[str]:
+    metrics: list[str] = []
+    for by_metric in rows.values():
+        metrics += [m for m, entry in by_metric.items() if entry.get("n") and m not in metrics]
+    return metrics
+
+
+def format_metrics_table(results: Mapping[str, Mapping[str, Any]], protocol: str = "magicbrush") -> str:
+    """``results[model]`` = an ``mredit eval metrics`` results dict -> one row per model: each computed metric of
+    ``protocol`` as ``mean [95% bootstrap interval]`` (metrics no model has, such as CLIP-T without captions, are
+    left out)."""
+    rows = {model: result["overall"][protocol] for model, result in results.items()}
+    metrics = _metric_columns(rows)
+    titles = [f"{LABELS[m]} ({'lower' if m in LOWER_IS_BETTER else 'higher'} is better)" for m in metrics]
+    lines = ["| model | " + " | ".join(titles) + " |", "|---|" + "---|" * len(metrics)]
+    for model, by_metric in rows.items():
+        cells = []
+        for metric in metrics:
+            entry = by_metric[metric]
+            ci = entry.get("ci")
+            cells.append(
+                "–"
+                if entry["mean"] is None
+                else f"{entry['mean']:.4f}" + (f" [{ci[0]:.4f}, {ci[1]:.4f}]" if ci else "")
+            )
+        lines.append(f"| {model} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def format_metrics_aggregate_table(aggregate: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> str:
+    """``aggregate[arm][metric] = {"mean", "ci", "n"}`` (over seeds) -> ``mean ± half-width`` per arm and metric."""
+    metrics = _metric_columns(aggregate)
+    titles = [f"{LABELS[m]} ({'lower' if m in LOWER_IS_BETTER else 'higher'} is better)" for m in metrics]
+    lines = ["| arm | seeds | " + " | ".join(titles) + " |", "|---|---|" + "---|" * len(metrics)]
+    for arm, by_metric in aggregate.items():
+        cells, seeds = [], 0
+        for metric in metrics:
+            entry = by_metric.get(metric) or {}
+            if entry.get("mean") is None:
+                cells.append("–")
+                continue
+            seeds = max(seeds, entry["n"])
+            half = (entry["ci"][1] - entry["ci"][0]) / 2 if entry.get("ci") else None
+            cells.append(f"{entry['mean']:.4f}" + ("" if half is None else f" ± {half:.4f}"))
+        lines.append(f"| {arm} | {seeds} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

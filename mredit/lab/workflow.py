@@ -1,7 +1,8 @@
 """The steps shared by the demo and the experiment runner.
 
-Data (``write_synth_shards`` -> ``annotate`` with the oracle judge -> ``convert`` joining the rewards) and
-evaluation (``evaluate_edits`` with the oracle) call the library in this process, each writing its JSON summary
+Data (``write_synth_shards`` -> ``annotate`` with the oracle judge -> ``convert`` joining the rewards),
+evaluation (``evaluate_edits`` with the oracle) and the standard metrics (``measure``: ``evaluate_metrics``, the
+MagicBrush protocol against the exact targets) call the library in this process, each writing its JSON summary
 to a log file. Training (``mredit fit``, one process per run, several side by side with a progress bar each)
 and editing the test set (``mredit edit --shards``) are subprocess jobs (``mredit.lab.jobs``). Every step skips
 work whose output already exists, so an interrupted demo or experiment resumes where it stopped; a training run
@@ -22,9 +23,11 @@ from typing import Any
 
 from mredit.callbacks.training_monitor import step_checkpoint
 from mredit.data.convert import convert
+from mredit.eval.evaluate import evaluate_metrics
 from mredit.judge.annotate import RECORDS_NAME, annotate
 from mredit.judge.evaluate import evaluate_edits
 from mredit.lab.jobs import Job
+from mredit.lab.metrics import PROTOCOL, MetricModels
 from mredit.synth.generate import write_synth_shards
 from mredit.synth.oracle import OracleJudge
 
@@ -352,3 +355,28 @@ def evaluate(edits_dir: str | os.PathLike, test_shards: str | os.PathLike, out_d
     summary = {"overall": results["overall"], "coverage": results["coverage"], "report": str(out_dir / "report.md")}
     _log_summary(out_dir / "eval.log", summary)
     return json.loads((out_dir / "results.json").read_text())
+
+
+def measure(
+    edits_dir: str | os.PathLike,
+    test_shards: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    models: MetricModels,
+    reuse: bool = False,
+) -> dict:
+    """``mredit eval metrics --protocol magicbrush`` on the test set's exact targets (its summary goes to
+    ``<out_dir>/metrics.log``); with ``reuse``, a result of the same models is kept (the caller drops it when the
+    edits change). Returns ``<out_dir>/results.json``."""
+    out_dir = Path(out_dir)
+    done = out_dir / "results.json"
+    if reuse and done.exists():
+        cached = json.loads(done.read_text())
+        if {k: cached["models"].get(k) for k in ("clip", "dino")} == models.names:
+            return cached
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results = evaluate_metrics(
+        edits_dir, str(test_shards), out_dir, PROTOCOL, models.clip, models.dino, batch_size=64, note=models.note
+    )
+    summary = {"overall": results["overall"], "coverage": results["coverage"], "report": str(out_dir / "report.md")}
+    _log_summary(out_dir / "metrics.log", summary)
+    return results

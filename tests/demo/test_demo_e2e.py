@@ -54,6 +54,15 @@ def test_every_promised_file_exists(demo_out):
     assert "## Per category" in report and report.count("| local | ") == 2
     assert "## Controllability" in report and "| reward at (0, 0, 0) |" in report
     assert "| baseline |" in stdout and "| reward |" in stdout  # the table is printed at the end
+    # the MagicBrush metrics against the exact targets, with tiny random CLIP and DINO: flagged as a wiring check
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics) == {"baseline", "reward", "reward_at_0"}
+    for result in metrics.values():
+        l1, dino = result["overall"]["magicbrush"]["l1"], result["overall"]["magicbrush"]["dino"]
+        assert 0.0 <= l1["mean"] <= 1.0 and l1["n"] == 14 and dino["n"] == 14
+        assert "wiring check" in result["note"]
+    assert "## Standard metrics" in report and "wiring check" in report and "| reward at (0, 0, 0) | 0." in report
+    assert "MagicBrush metrics against the exact targets" in stdout
 
 
 def test_rewards_were_annotated_and_joined(demo_out):

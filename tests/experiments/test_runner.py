@@ -83,11 +83,13 @@ class FakeWorkflow:
 
     def __init__(self, monkeypatch, mark_data_done: bool = False):
         self.data_specs, self.data_dirs, self.jobs, self.edits, self.evaluated = [], [], [], [], []
+        self.measured = []
         self.mark_data_done = mark_data_done  # the real prepare_data's done marker (what shared runs compare)
         monkeypatch.setattr(workflow, "prepare_data", self.prepare_data)
         monkeypatch.setattr(jobs, "run_jobs", self.run_jobs)
         monkeypatch.setattr(workflow, "evaluate", self.evaluate)
-        for library_step in ("write_synth_shards", "annotate", "convert", "evaluate_edits"):
+        monkeypatch.setattr(workflow, "measure", self.measure)
+        for library_step in ("write_synth_shards", "annotate", "convert", "evaluate_edits", "evaluate_metrics"):
             monkeypatch.setattr(workflow, library_step, self.library_step)
 
     def prepare_data(self, out_dir, spec, log=print):
@@ -134,6 +136,23 @@ class FakeWorkflow:
         (Path(out_dir) / "results.json").write_text(json.dumps(_results(value)))
         return _results(value)
 
+    def measure(self, edits_dir, test_shards, out_dir, models, reuse=False):
+        """The MagicBrush metrics: L1 0.1 (baseline) or 0.05 (reward arms), plus 0.01 per seed; cached like the real
+        step (a re-edit deletes the result)."""
+        done = Path(out_dir) / "results.json"
+        if reuse and done.exists():
+            return json.loads(done.read_text())
+        self.measured.append(Path(edits_dir))
+        parts = Path(edits_dir).parts
+        at = next(i for i, part in enumerate(parts) if part.startswith("seed"))
+        value = (0.1 if parts[at - 1] == "baseline" else 0.05) + 0.01 * int(parts[at].removeprefix("seed"))
+        entry = lambda v: {"mean": v, "ci": [v - 0.01, v + 0.01], "n": 7}  # noqa: E731
+        overall = {"l1": entry(value), "l2": entry(value / 10), "clip_t": {"mean": None, "ci": None, "n": 0}}
+        result = {"overall": {"magicbrush": overall}, "models": models.names, "note": models.note}
+        done.parent.mkdir(parents=True, exist_ok=True)
+        done.write_text(json.dumps(result))
+        return result
+
 
 def test_runner_trains_each_arm_once_per_seed_and_writes_results(tmp_path, monkeypatch):
     fake = FakeWorkflow(monkeypatch)
@@ -164,14 +183,18 @@ def test_runner_trains_each_arm_once_per_seed_and_writes_results(tmp_path, monke
     assert json.loads((tmp_path / "exp" / "results.json").read_text())["runs"]["baseline"]["1"]
     readme = (tmp_path / "exp" / "README.md").read_text()
     assert "nothing yet" not in readme and "| reward | 2 | 50.5 ± " in readme and "Paired differences" in readme
+    # the MagicBrush metrics of the final models, over seeds, with the wiring-check note of the tiny models
+    assert len(fake.measured) == 6 and payload["metrics"]["baseline"]["l1"]["mean"] == pytest.approx(0.105)
+    assert set(payload["metrics"]["reward"]) == {"l1", "l2"} and "wiring check" in payload["metrics_note"]
+    assert "| baseline | 2 | 0.1050 ± " in readme and "MagicBrush metrics against the exact targets" in readme
 
-    fake.jobs.clear(), fake.edits.clear(), fake.evaluated.clear()
+    fake.jobs.clear(), fake.edits.clear(), fake.evaluated.clear(), fake.measured.clear()
     run_experiment(experiment, tmp_path / "work", log=lambda *_: None)  # everything cached: nothing re-runs
-    assert fake.jobs == [] and fake.edits == [] and fake.evaluated == []
+    assert fake.jobs == [] and fake.edits == [] and fake.evaluated == [] and fake.measured == []
 
-    experiment.train["max_steps"] = 3  # a changed command line retrains, re-edits and re-judges every run
+    experiment.train["max_steps"] = 3  # a changed command line retrains, re-edits, re-judges and re-measures
     run_experiment(experiment, tmp_path / "work", log=lambda *_: None)
-    assert len(fake.jobs) == 4 and len(fake.edits) == 6 and len(fake.evaluated) == 6
+    assert len(fake.jobs) == 4 and len(fake.edits) == 6 and len(fake.evaluated) == 6 and len(fake.measured) == 6
 
 
 def test_checkpoint_steps_add_a_learning_curve(tmp_path, monkeypatch):

@@ -11,6 +11,9 @@ the instruction, ``#fault=<name>[x<times>]``:
   ``length``: truncated answer with ``finish_reason="length"``;
   ``batcherror``: the line lands in the batch error file; ``batchmissing``: absent from both batch files
 
+Every chat-completions request body is kept in ``received`` (in arrival order), so tests can check the exact request
+shape; ``answer`` (a function of the request body returning the answer text) replaces the default answers.
+
 Run standalone: ``python tests/helpers/fake_server.py --latency 0.05`` prints ``PORT <n>`` and serves until killed.
 """
 
@@ -24,6 +27,7 @@ import re
 import sys
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -40,9 +44,16 @@ def expected_scores(instruction: str) -> dict[str, int]:
 
 class FakeJudgeServer:
     def __init__(
-        self, latency: float = 0.0, structured: bool = True, api_key: str = "test-key", timeout_sleep: float = 2.0
+        self,
+        latency: float = 0.0,
+        structured: bool = True,
+        api_key: str = "test-key",
+        timeout_sleep: float = 2.0,
+        answer: Callable[[dict[str, Any]], str] | None = None,
     ) -> None:
         self.latency, self.structured, self.api_key, self.timeout_sleep = latency, structured, api_key, timeout_sleep
+        self.answer = answer
+        self.received: list[dict[str, Any]] = []
         self.lock = threading.Lock()
         self.attempts: dict[str, int] = {}
         self.chat_requests = 0
@@ -90,6 +101,7 @@ class FakeJudgeServer:
             fault, times = match.group(1), int(match.group(2) or 1)
         with self.lock:
             self.chat_requests += 1
+            self.received.append(body)
             attempt_key = f"{schema_name}|{instruction}"  # a retry with a mitigation note counts as an attempt
             attempt = self.attempts[attempt_key] = self.attempts.get(attempt_key, 0) + 1
         if fault == "429" and attempt <= times:
@@ -109,6 +121,8 @@ class FakeJudgeServer:
             message["refusal"] = "I'm sorry, I can't help with that."
         elif fault == "malformed":
             message["content"] = "The edit looks fine overall, score four-ish {not json"
+        elif self.answer is not None:
+            message["content"] = self.answer(body)
         else:
             answer = self._answer(schema_name, instruction)
             if fault == "length":
