@@ -1,23 +1,28 @@
-"""Data loading throughput: decoded + transformed samples/s on one core, and what reading the tar costs.
+"""Data loading throughput: decoded + transformed samples/s on one core, old and new decoding, and the tar cost.
 
 The paper's training setting: 512 px JPEG pairs, random-cropped to 256 px. The script writes its own JPEG shards
 into a temporary directory, then
 
 1. reads the raw samples (tar parsing and grouping only, no image decoding) with the project's reader
-   (``mredit.data.reader.iter_raw_samples``: webdataset's ``tarfile_samples``) and with the hand-written tar parser
-   the project used before (a copy kept in this file only, for this comparison), checks that both give the same
-   samples, and prints the CPU ms/sample of each;
+   (``mredit.data.reader.iter_raw_samples``: webdataset's ``tarfile_samples``) and with the hand-written tar
+   parser the project used before (a copy kept in this file only, for this comparison), checks that both give the
+   same samples, and prints the CPU ms/sample of each;
 2. streams the shards through the same ``EditStream`` + ``PairedTransform`` + ``edit_sample_to_item`` path
-   ``EditDataModule`` uses (in the main process, one torch thread), with full and with JPEG draft decoding, and
-   prints samples/s.
+   ``EditDataModule`` uses (in the main process, one torch thread), decoding the JPEGs with the project's
+   ``decode_image`` (libjpeg-turbo through ``simplejpeg``, DCT-domain downscaling) and with the Pillow decoder it
+   replaced (``Image.draft``; a copy kept in this file only), at reduced scale (``draft_decode``, the training
+   default) and at full size. The settings alternate epoch by epoch, so a busy machine slows them alike; it prints
+   samples/s per core (from the process's CPU time), per wall second, and new / old, after checking that both
+   decoders give the same tensors.
 
-    python benchmarks/data_throughput.py                      # 200 pairs, about 20 s
+    taskset -c 0 python benchmarks/data_throughput.py          # 200 pairs, about 40 s
     python benchmarks/data_throughput.py --num_samples 400 --size 512 --resolution 256 --repeats 3
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import random
 import re
 import tarfile
@@ -27,18 +32,20 @@ from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
 from webdataset.tariterators import group_by_keys, tar_file_iterator, url_opener
 
+import mredit.schema
 from mredit.data.datamodule import edit_sample_to_item
 from mredit.data.reader import iter_raw_samples, resolve_shards
 from mredit.data.shards import ShardSetWriter
 from mredit.data.stream import EditStream
 from mredit.data.transforms import PairedTransform
-from mredit.schema import EditSample, Reward
+from mredit.schema import EditSample, Reward, SampleError
 
 
 def photo_like(rng: np.random.Generator, size: int) -> Image.Image:
@@ -229,29 +236,63 @@ def raw_read_ms(read: Callable[[list[str]], Iterator[dict[str, Any]]], shards: l
     return best
 
 
-def samples_per_second(shards: list[str], resolution: int, draft: bool, repeats: int) -> tuple[float, float]:
-    """(samples per CPU second of this process, samples per wall second), best epoch of ``repeats``.
+# -- the Pillow decoder the project used before simplejpeg (for the comparison only) ------------------------------
 
-    CPU time is the per-core figure that survives a shared machine; wall time is what a quiet core would give.
-    """
+
+def pillow_decode_image(data: bytes, name: str, draft_size: tuple[int, int] | None = None) -> Image.Image:
+    """The former ``mredit.schema.decode_image``: Pillow, with ``Image.draft`` for a reduced-scale JPEG decode."""
+    try:
+        with io.BytesIO(data) as buffer:
+            image = Image.open(buffer)
+            if draft_size is not None and image.format == "JPEG":
+                image.draft("RGB", draft_size)
+            image.load()
+    except Exception as e:
+        raise SampleError(f"member '{name}' is not a readable image: {e}") from e
+    if image.mode != "RGB":
+        return image.convert("RGB")
+    return image._new(image.im)
+
+
+DECODERS = {"simplejpeg (new)": mredit.schema.decode_image, "Pillow (old)": pillow_decode_image}
+
+
+def make_stream(shards: list[str], resolution: int, reduced: bool) -> EditStream:
     transform = PairedTransform(resolution, random_crop=True, random_flip=True)
-    stream = EditStream(
+    return EditStream(
         shards,
         partial(_item, transform),
         shuffle_shards=True,
         shuffle_size=64,
         seed=0,
-        draft_size=(resolution, resolution) if draft else None,
+        draft_size=(resolution, resolution) if reduced else None,
     )
-    best_cpu = best_wall = 0.0
-    for epoch in range(repeats):
-        stream.set_epoch(epoch)
+
+
+def one_epoch(stream: EditStream, epoch: int, decoder: Callable[..., Image.Image]) -> tuple[float, float, int]:
+    """(CPU seconds of this process, wall seconds, samples) of one pass over the stream with ``decoder``."""
+    stream.set_epoch(epoch)
+    with mock.patch.object(mredit.schema, "decode_image", decoder):  # what decode_sample calls for each image
         cpu_start, wall_start, count = time.process_time(), time.perf_counter(), 0
         for _ in stream:
             count += 1
-        best_cpu = max(best_cpu, count / (time.process_time() - cpu_start))
-        best_wall = max(best_wall, count / (time.perf_counter() - wall_start))
-    return best_cpu, best_wall
+        return time.process_time() - cpu_start, time.perf_counter() - wall_start, count
+
+
+def max_difference(stream: EditStream, items: int) -> float:
+    """The largest |difference| between the two decoders' tensors over the first ``items`` items of epoch 0."""
+    firsts = []
+    for decoder in DECODERS.values():
+        with mock.patch.object(mredit.schema, "decode_image", decoder):
+            stream.set_epoch(0)
+            firsts.append([item for _, item in zip(range(items), stream)])
+    worst = 0.0
+    for new, old in zip(*firsts):
+        if new["key"] != old["key"]:
+            raise SystemExit(f"the two decoders give different samples: {new['key']} vs {old['key']}")
+        for side in ("source", "target"):
+            worst = max(worst, (new[side] - old[side]).abs().max().item())
+    return worst
 
 
 def _item(transform: PairedTransform, sample: EditSample, rng: random.Random) -> dict:
@@ -280,12 +321,33 @@ def main() -> None:
         old = raw_read_ms(old_iter_raw_samples, shards, 2 * args.repeats)
         print(f"  webdataset tarfile_samples (mredit.data.reader): {new:.3f}")
         print(f"  former hand-written parser (this file only):     {old:.3f}  (saves {new - old:.3f})")
+
+        streams = {reduced: make_stream(shards, args.resolution, reduced) for reduced in (True, False)}
+        for reduced, stream in streams.items():
+            worst = max_difference(stream, min(32, args.num_samples))
+            scale = "reduced-scale" if reduced else "full-size"
+            print(f"{scale} decoding, simplejpeg vs Pillow: max |tensor difference| {worst:.4f} (first 32 items)")
+        # (CPU seconds, wall seconds, samples) of each epoch per (reduced, decoder); the settings alternate
+        runs: dict[tuple[bool, str], list[tuple[float, float, int]]] = {}
+        for epoch in range(args.repeats):
+            for reduced, stream in streams.items():
+                for name, decoder in DECODERS.items():
+                    runs.setdefault((reduced, name), []).append(one_epoch(stream, epoch, decoder))
         print(f"decode + paired crop/flip to {args.resolution}px + tensors (1 thread), best of {args.repeats} epochs:")
-        for draft in (False, True):
-            per_cpu_second, per_wall_second = samples_per_second(shards, args.resolution, draft, args.repeats)
-            label = "draft decoding" if draft else "full decoding "
-            cpu_ms, wall = 1000 / per_cpu_second, per_wall_second
-            print(f"  {label}: {per_cpu_second:6.1f} samples/s per core ({cpu_ms:.2f} CPU ms/sample), {wall:6.1f} wall")
+        for reduced in streams:
+            rates = {}
+            for name in DECODERS:
+                epochs = runs[reduced, name]
+                count = epochs[0][2]
+                cpu, wall = min(e[0] for e in epochs), min(e[1] for e in epochs)
+                rates[name] = count / cpu
+                label = f"{'reduced-scale' if reduced else 'full-size'}, {name}:"
+                print(
+                    f"  {label:<32} {count / cpu:6.1f} samples/s per core ({1000 * cpu / count:.2f} CPU ms/sample),"
+                    f" {count / wall:6.1f} wall"
+                )
+            new_rate, old_rate = rates.values()
+            print(f"  {'new / old:':<32} {new_rate / old_rate:6.2f}")
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
+import simplejpeg
 from PIL import Image
 
 PERSPECTIVES: tuple[str, str, str] = ("following", "preserving", "quality")
@@ -184,16 +185,27 @@ def _encode_png_rgb(image: Image.Image, compress_level: int) -> bytes:
 
 
 def decode_image(data: bytes, name: str, draft_size: tuple[int, int] | None = None) -> Image.Image:
-    """Decode to RGB. ``draft_size`` lets JPEG decode at a reduced scale (much faster for large images).
+    """Decode to RGB: JPEGs with libjpeg-turbo (``simplejpeg``), other formats with Pillow.
 
-    With ``draft_size`` a JPEG is decoded by libjpeg straight to RGB at the largest DCT scale (1/2, 1/4, 1/8) that
-    keeps both sides >= ``draft_size``; the result is returned as is, without a conversion copy.
+    ``draft_size`` (width, height) lets a JPEG decode at a reduced scale in the DCT domain (much faster for large
+    images): the smallest of libjpeg-turbo's n/8 scales that keeps both sides >= ``draft_size``, and only scales
+    of 1/2 or less (between 1/2 and 1 the scaled IDCT costs more than a full decode). A JPEG ``simplejpeg``
+    refuses (truncated, bytes after the end marker, any libjpeg warning such as damaged scan data) goes to Pillow
+    at full size, which decodes it or says why it cannot.
     """
+    if simplejpeg.is_jpeg(data):
+        width, height = draft_size if draft_size is not None else (0, 0)
+        try:
+            pixels = simplejpeg.decode_jpeg(
+                data, "RGB", min_height=height, min_width=width, min_factor=2.0 if draft_size is not None else 1.0
+            )
+        except ValueError:  # refused: Pillow below decodes it or names the problem
+            pass
+        else:
+            return Image.fromarray(pixels)
     try:
         with io.BytesIO(data) as buffer:
             image = Image.open(buffer)
-            if draft_size is not None and image.format == "JPEG":
-                image.draft("RGB", draft_size)
             image.load()
     except Exception as e:  # PIL raises many types for corrupt data
         raise SampleError(f"member '{name}' is not a readable image: {e}") from e

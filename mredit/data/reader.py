@@ -188,7 +188,11 @@ def iter_raw_samples(urls: Iterable[str], counter: SkipCounter | None = None) ->
 def decode_or_skip(
     raws: Iterable[dict[str, Any]], counter: SkipCounter | None, draft_size: tuple[int, int] | None = None
 ) -> Iterator[EditSample]:
-    """Decode raw samples, logging and counting the ones that fail instead of stopping."""
+    """Decode raw samples, logging and counting the ones that fail instead of stopping.
+
+    With ``draft_size`` (width, height) JPEGs decode at a reduced scale in the DCT domain, both sides kept >= it
+    (``mredit.schema.decode_image``: libjpeg-turbo through ``simplejpeg``, Pillow for other formats).
+    """
     for raw in raws:
         try:
             yield decode_sample(raw, draft_size=draft_size)
