@@ -84,6 +84,96 @@ def format_aggregate_table(aggregate: Mapping[str, Mapping[str, Mapping[str, Map
     return "\n".join(lines)
 
 
+EXACT_TITLES = {"inside": "L1 inside the edit", "outside": "L1 outside it", "whole": "L1 whole image"}
+
+
+def _interval(entry: Mapping[str, Any] | None, scale: float = 1.0, digits: int = 4) -> str:
+    """``mean [lo, hi]`` of a ``{"mean", "ci"}`` entry, scaled; "–" when there is no mean."""
+    if not entry or entry.get("mean") is None:
+        return "–"
+    text = f"{scale * entry['mean']:.{digits}f}"
+    ci = entry.get("ci")
+    return text + (f" [{scale * ci[0]:.{digits}f}, {scale * ci[1]:.{digits}f}]" if ci else "")
+
+
+def format_exact_table(models: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> str:
+    """``models[name][region] = {"mean", "ci", "n"}`` (``mredit.eval.exact``, regions inside / outside / whole) ->
+    one row per model: the mean distance to the exact target and its 95% interval per region (lower is better)."""
+    regions = list(EXACT_TITLES)
+    lines = ["| model | n | " + " | ".join(EXACT_TITLES[r] for r in regions) + " |"]
+    lines.append("|---|---|" + "---|" * len(regions))
+    for name, by_region in models.items():
+        n = max((by_region[r]["n"] for r in regions if r in by_region), default=0)
+        lines.append(f"| {name} | {n} | " + " | ".join(_interval(by_region.get(r)) for r in regions) + " |")
+    return "\n".join(lines)
+
+
+def format_exact_category_table(per_category: Mapping[str, Mapping[str, Mapping[str, Mapping[str, Any]]]]) -> str:
+    """``per_category[model][category][region]`` -> one row per category, one column per model: the mean distance
+    inside / outside the edit region."""
+    models = list(per_category)
+    categories: list[str] = []
+    for by_category in per_category.values():
+        categories += [c for c in by_category if c not in categories]
+    lines = ["| category | " + " | ".join(models) + " |", "|---|" + "---|" * len(models)]
+    for category in categories:
+        cells = []
+        for model in models:
+            entry = per_category[model].get(category, {})
+            means = [(entry.get(r) or {}).get("mean") for r in ("inside", "outside")]
+            cells.append(" / ".join("–" if m is None else f"{m:.3f}" for m in means))
+        lines.append(f"| {category} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def format_paired_differences(rows: Sequence[tuple[str, Mapping[str, Any], float, int]]) -> str:
+    """``(measure, {"mean", "ci", "n", "excludes_zero"}, scale, digits)`` rows -> the paired difference, its 95%
+    interval and whether the interval excludes zero."""
+    lines = ["| measure | difference [95% interval] | n | interval excludes 0 |", "|---|---|---|---|"]
+    for label, entry, scale, digits in rows:
+        excludes = "–" if entry.get("mean") is None else ("yes" if entry.get("excludes_zero") else "no")
+        lines.append(f"| {label} | {_interval(entry, scale, digits)} | {entry.get('n', 0)} | {excludes} |")
+    return "\n".join(lines)
+
+
+def save_exact_bars(
+    models: Mapping[str, Mapping[str, Mapping[str, Any]]], path: str | os.PathLike, title: str = ""
+) -> Path:
+    """Grouped bars per region (inside / outside the edit, whole image), one bar per model: the mean distance to the
+    exact target (lower is better), with its 95% interval as error bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    regions = list(EXACT_TITLES)
+    names = list(models)
+    width = 0.8 / max(len(names), 1)
+    fig, ax = plt.subplots(figsize=(7, 3.4))
+    for i, name in enumerate(names):
+        xs = [k + (i - (len(names) - 1) / 2) * width for k in range(len(regions))]
+        entries = [models[name].get(r, {}) for r in regions]
+        heights = [e.get("mean") or 0.0 for e in entries]
+        errors = None
+        if all(e.get("ci") for e in entries):
+            errors = [
+                [max(h - e["ci"][0], 0.0) for h, e in zip(heights, entries)],
+                [max(e["ci"][1] - h, 0.0) for h, e in zip(heights, entries)],
+            ]
+        ax.bar(xs, heights, width, yerr=errors, capsize=3, label=name)
+    ax.set_xticks(range(len(regions)), [EXACT_TITLES[r] for r in regions], fontsize=8)
+    ax.set_ylabel("mean |edit - exact target| (0-1)")
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def save_comparison_grid(
     rows: Sequence[tuple[str, Sequence[Image.Image]]],
     column_titles: Sequence[str],

@@ -49,6 +49,7 @@ class DataSpec:
     seed: int = 0
     shard_size: int = 1000
     categories: tuple[str, ...] | None = None  # a subset of the seven kinds of edit, for both splits; None: all
+    flaw_model: str = "random"  # how training targets are flawed: random or systematic (docs/synth.md)
 
 
 @dataclass
@@ -109,6 +110,8 @@ def data_settings(spec: DataSpec) -> dict[str, Any]:
     settings = asdict(spec)
     if spec.categories is None:  # the caches made before the field existed stay valid
         settings.pop("categories")
+    if spec.flaw_model == "random":  # likewise
+        settings.pop("flaw_model")
     return settings
 
 
@@ -119,7 +122,8 @@ def data_paths(out_dir: str | os.PathLike) -> DataPaths:
 
 def synthesise(out_dir: Path, split: str, num: int, spec: DataSpec, log_path: Path) -> None:
     """``mredit data synth``: ``num`` samples of ``split`` drawn with the spec's resolution, seed and categories."""
-    corruption = {"corrupt_rate": spec.corrupt_rate} if split == "train" else {}  # the test split is clean
+    # the test split is clean
+    corruption = {"corrupt_rate": spec.corrupt_rate, "flaw_model": spec.flaw_model} if split == "train" else {}
     manifest = write_synth_shards(
         out_dir,
         split,
@@ -179,7 +183,8 @@ def prepare_data(out_dir: str | os.PathLike, spec: DataSpec, log=print) -> DataP
         log(f"data: reusing {out_dir}")
         return paths
     raw, annotations, logs = out_dir / "train_raw", out_dir / "annotations", out_dir / "logs"
-    log(f"data: synthesising {spec.num_train} training triplets ({spec.corrupt_rate:.0%} corrupted)")
+    flawed = f"{spec.corrupt_rate:.0%} corrupted, {spec.flaw_model} flaws"
+    log(f"data: synthesising {spec.num_train} training triplets ({flawed})")
     synthesise(raw, "train", spec.num_train, spec, logs / "synth_train.log")
     kinds = f"the {len(spec.categories)} chosen" if spec.categories else "the 7"
     log(f"data: synthesising {spec.num_test} clean test edits, balanced over {kinds} categories")

@@ -5,6 +5,14 @@ Following flaws act inside the edit mask (the edit is missing, wrong, on the wro
 preserving flaws act outside it (another object moved or recoloured, the background shifted, a colour cast);
 quality flaws act on the whole image (noise, blur, blotches, blocking). ``wrong_object`` is the one flaw that
 touches two perspectives: the intended object is unedited (following) and another one changed (preserving).
+
+Two flaw models draw from them (``CorruptionConfig.flaw_model``). ``random``: the twelve kinds above, whose
+direction is drawn per sample (which object, which colour, which way, the noise itself), so that a model trained
+with a mean-squared error, which learns the mean of its targets, averages most of them away. ``systematic``:
+flaws with one consistent direction, as real generated targets have: under-editing (``no_change``), over-editing
+(``over_edit``: the requested change spreads beyond its region), a fixed warm tint outside the edit
+(``warm_tint``), a stamp in a fixed corner (``stamp``) and shading on a fixed block grid (``grid``); a model
+trained on them learns them, and the reward has something to correct.
 """
 
 from __future__ import annotations
@@ -30,8 +38,10 @@ from mredit.synth.scene import (
     colors_far_from,
     fits_objects,
     pick,
+    render,
     render_layers,
 )
+from mredit.synth.signatures import apply_grid, apply_stamp
 
 KINDS: dict[str, str] = {
     "no_change": "following",
@@ -46,6 +56,10 @@ KINDS: dict[str, str] = {
     "blur": "quality",
     "blotches": "quality",
     "blocking": "quality",
+    "over_edit": "preserving",
+    "warm_tint": "preserving",
+    "stamp": "quality",
+    "grid": "quality",
 }
 # Under-editing and wrong colours dominate real InstructPix2Pix data, and are what the reward must explain.
 DEFAULT_KIND_WEIGHTS: dict[str, float] = {
@@ -62,6 +76,16 @@ DEFAULT_KIND_WEIGHTS: dict[str, float] = {
     "blotches": 1.0,
     "blocking": 1.0,
 }
+# One direction per kind: under-editing stays the most frequent flaw, as in real data.
+SYSTEMATIC_KIND_WEIGHTS: dict[str, float] = {
+    "no_change": 1.0,
+    "over_edit": 1.0,
+    "warm_tint": 1.0,
+    "stamp": 1.0,
+    "grid": 1.0,
+}
+FLAW_MODELS: dict[str, dict[str, float]] = {"random": DEFAULT_KIND_WEIGHTS, "systematic": SYSTEMATIC_KIND_WEIGHTS}
+WARM = np.array([1.0, 0.6, 0.2], np.float32)  # the colour the systematic tint pulls toward (orange)
 
 
 @dataclass
@@ -71,17 +95,23 @@ class CorruptionConfig:
     ``rate``: probability that a sample has at least one corruption. A corrupted sample draws its first flaw
     from ``perspective_weights`` then ``kind_weights`` (among the kinds that apply to its edit), and each further
     perspective is flawed too with probability ``extra_rate``. Severities are uniform in ``severity_range``.
+    ``flaw_model`` (``random`` or ``systematic``, see the module docstring) gives the default ``kind_weights``.
     """
 
     rate: float = 0.5
     perspective_weights: dict[str, float] = field(
         default_factory=lambda: {"following": 0.45, "preserving": 0.3, "quality": 0.25}
     )
-    kind_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_KIND_WEIGHTS))
+    kind_weights: dict[str, float] | None = None  # None: the flaw model's
     extra_rate: float = 0.2
     severity_range: tuple[float, float] = (0.2, 1.0)
+    flaw_model: str = "random"
 
     def __post_init__(self) -> None:
+        if self.flaw_model not in FLAW_MODELS:
+            raise ValueError(f"flaw_model must be one of {', '.join(FLAW_MODELS)}, got {self.flaw_model!r}")
+        if self.kind_weights is None:
+            self.kind_weights = dict(FLAW_MODELS[self.flaw_model])
         if not 0.0 <= self.rate <= 1.0:
             raise ValueError(f"corrupt rate must be in [0, 1], got {self.rate}")
         if not 0.0 <= self.extra_rate <= 1.0:
@@ -149,7 +179,13 @@ def applicable_kinds(ctx: EditContext) -> list[str]:
         kinds += ["background_shift", "color_cast"]
     elif category == "background" and others:
         kinds.append("color_cast")
-    return kinds + ["noise", "blur", "blotches", "blocking"]
+    kinds += ["noise", "blur", "blotches", "blocking"]
+    # the systematic kinds (after the random ones, so that the random model's draws are unchanged)
+    if category not in WHOLE_IMAGE_CATEGORIES and (category != "background" or others):
+        kinds.append("warm_tint")  # where a colour cast can show: outside the edit, on something
+        if ctx.edit.color is not None or (category == "remove" and others):
+            kinds.append("over_edit")
+    return kinds + ["stamp", "grid"]
 
 
 def _other_color(rng: np.random.Generator, avoid: list[str]) -> str:
@@ -202,14 +238,23 @@ def _move_object(ctx: EditContext, index: int, severity: float, rng: np.random.G
     return ctx.scene.with_object(index, x=round(float(x), 4), y=round(float(y), 4))
 
 
-_OUTSIDE_KINDS = ("object_moved", "object_recolored", "background_shift", "color_cast")  # act outside the edit
+def _spread_target(ctx: EditContext) -> np.ndarray:
+    """What over-editing pulls the rest of the image toward: the requested colour, or, for a removal, the scene
+    with every object removed (the removal spreads to the others)."""
+    if ctx.edit.category == "remove":
+        return render(replace(ctx.scene, objects=()))
+    return color_rgb(ctx.edit.color)
+
+
+_OUTSIDE_KINDS = ("object_moved", "object_recolored", "background_shift", "color_cast", "over_edit", "warm_tint")
+# the kinds without random choices: no generator to seed (seeding one costs more than most flaws)
+_DETERMINISTIC_KINDS = ("no_change", "blur", "blocking", "over_edit", "warm_tint", "stamp", "grid")
 
 
 def apply_corruption(image: np.ndarray, corruption: Corruption, ctx: EditContext) -> np.ndarray:
     """Apply one flaw to ``image`` (the exact answer, or an already flawed one); returns float32 in [0, 1]."""
     kind, sev = corruption.kind, float(corruption.severity)
-    # the kinds that make random choices; the others need no generator (seeding one costs more than most flaws)
-    rng = None if kind in ("no_change", "blur", "blocking") else np.random.default_rng(corruption.seed)
+    rng = None if kind in _DETERMINISTIC_KINDS else np.random.default_rng(corruption.seed)
     edit, scene = ctx.edit, ctx.scene
     res = scene.resolution
     m = ctx.mask[..., None]
@@ -253,6 +298,14 @@ def apply_corruption(image: np.ndarray, corruption: Corruption, ctx: EditContext
             image[y : y + h, x : x + w] = rng.uniform(0, 1, size=3)
     elif kind == "blocking":
         image = image + (0.1 + 0.5 * sev) * (block_mean(image, max(2, res // 8)) - image)
+    elif kind == "over_edit":
+        image = image + (0.15 + 0.45 * sev) * out * (_spread_target(ctx) - image)
+    elif kind == "warm_tint":
+        image = image + (0.1 + 0.3 * sev) * out * (WARM - image)
+    elif kind == "stamp":
+        image = apply_stamp(image, 0.1 + 0.9 * sev)
+    elif kind == "grid":
+        image = apply_grid(image, 0.05 + 0.15 * sev)
     else:
         raise ValueError(f"unknown corruption kind {kind!r}; known: {', '.join(KINDS)}")
     return np.minimum(np.maximum(image, 0.0), 1.0).astype(np.float32, copy=False)  # clip: a new array

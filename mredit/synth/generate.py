@@ -2,7 +2,8 @@
 
 Sample ``i`` of a split depends only on (seed, split, i), so the same seed gives byte-identical shards
 whatever the shard size. The test split is clean and cycles through the seven categories; the train split
-draws categories uniformly and flaws targets per ``CorruptionConfig``. ``categories`` restricts both splits to
+draws categories uniformly and flaws targets per ``CorruptionConfig`` (``flaw_model``: ``random`` or
+``systematic`` flaws, see ``mredit.synth.corruptions``). ``categories`` restricts both splits to
 some of the seven (a curriculum, or a diagnostic of one kind of edit).
 """
 
@@ -114,13 +115,14 @@ def generate_samples(
     with_rewards: bool = False,
     start: int = 0,
     categories: Sequence[str] | None = None,
+    flaw_model: str = "random",
 ) -> Iterator[EditSample]:
-    """Samples ``start .. start+num-1`` of a split. ``corruption`` overrides ``corrupt_rate`` when given;
-    the test split is always clean. ``with_rewards`` embeds the oracle's scores. ``categories``: a subset of
-    the seven (default all)."""
+    """Samples ``start .. start+num-1`` of a split. ``corruption`` overrides ``corrupt_rate`` and ``flaw_model``
+    when given; the test split is always clean. ``with_rewards`` embeds the oracle's scores. ``categories``: a
+    subset of the seven (default all)."""
     if num < 0:
         raise ValueError(f"num must be >= 0, got {num}")
-    config = corruption or CorruptionConfig(rate=corrupt_rate)
+    config = corruption or CorruptionConfig(rate=corrupt_rate, flaw_model=flaw_model)
     oracle = OracleJudge(resolution=resolution) if with_rewards else None
     for index in range(start, start + num):
         yield make_sample(index, split, resolution, config, seed, oracle, categories)
@@ -137,9 +139,10 @@ def write_synth_shards(
     with_rewards: bool = False,
     corruption: CorruptionConfig | None = None,
     categories: Sequence[str] | None = None,
+    flaw_model: str = "random",
 ) -> dict[str, Any]:
     """Write ``num`` samples as ``<out_dir>/<split>-000000.tar, ...`` plus ``manifest.json``; returns the manifest."""
-    config = corruption or CorruptionConfig(rate=corrupt_rate)
+    config = corruption or CorruptionConfig(rate=corrupt_rate, flaw_model=flaw_model)
     rate = 0.0 if split == "test" else config.rate
     provenance = {
         "source": "synth",
@@ -147,6 +150,7 @@ def write_synth_shards(
         "resolution": resolution,
         "seed": seed,
         "corrupt_rate": rate,
+        "flaw_model": config.flaw_model if split == "train" else None,
         "corruption": asdict(config) if split == "train" else None,
         "with_rewards": with_rewards,
         "categories": list(check_categories(categories)),

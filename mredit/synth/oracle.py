@@ -8,7 +8,9 @@ resolution and a 3x3 median filter on every image, so specks and pixel noise do 
   mean colour, its per-pixel change, its clutter; for whole-image edits (global, style) where every colour
   changes, whether each region of the scene's layout is still one homogeneous region;
 - quality: pixel noise and specks (the median-filter residual beyond the answer's own), blur (edge
-  sharpness relative to the answer's) and blocking (in-block detail lost), see ``mredit.synth.artifacts``.
+  sharpness relative to the answer's) and blocking (in-block detail lost), see ``mredit.synth.artifacts``; and
+  the synthetic generator's two signature artifacts, its corner stamp and its block-grid shading, measured
+  against the answer where they go (``mredit.synth.signatures``).
 
 Each measure maps linearly to 0-5 between a tolerance (5) and a failure level (0); scores are rounded to
 0.5, the verdict is yes when the score is at least 3.5, and the feedback names the failure or is "None".
@@ -38,8 +40,9 @@ from mredit.synth.scene import (
     quantize,
     render_layers,
 )
+from mredit.synth.signatures import grid_amplitude, stamp_mask, stamp_strength
 
-PROMPT_VERSION = "oracle-v1"
+PROMPT_VERSION = "oracle-v2"  # v2: the stamp and grid measures of quality
 VERDICT_THRESHOLD = 3.5
 
 
@@ -64,6 +67,8 @@ class OracleBands:
     specks: Band = Band(0.004, 0.03)  # fraction of pixels that are isolated specks
     blur: Band = Band(0.1, 0.6)  # relative loss of edge sharpness
     blocking: Band = Band(0.1, 0.6)  # share of the in-block detail lost
+    stamp: Band = Band(0.1, 0.9)  # opacity of the corner stamp
+    grid: Band = Band(0.03, 0.2)  # peak-to-peak amplitude of the block-grid shading
 
 
 def image_array(image: Image.Image | np.ndarray, resolution: int) -> np.ndarray:
@@ -227,6 +232,8 @@ class OracleJudge(Judge):
             (b.specks.score(specks), "colour blotches"),
             (b.blur.score(blur), "the image is blurry"),
             (b.blocking.score(blocking), "blocky compression artifacts"),
+            (b.stamp.score(stamp_strength(out, ans, src)), "a white square in the bottom right"),
+            (b.grid.score(grid_amplitude(out, ans, src)), "a visible block pattern"),
         ]
         score = min(s for s, _ in scored)
         failures = [text for s, text in sorted(scored) if s < 5.0]
@@ -272,10 +279,21 @@ def _reference(scene: Scene, edit: Edit) -> Reference:
     legit_residual = np.maximum(np.abs(ans - ans_f), np.abs(src - src_f)).max(-1)
     legit_sharpness = min(sharpness(ans), sharpness(src))
     regions = _layout_regions(scene, edit, mask, erosion)
+    # the generator's stamp is a quality flaw: following and preserving do not look where it goes
+    keep = ~stamp_mask(scene.resolution)
+    flat = _without(flat, keep)
+    regions = [(name, _without(r, keep)) for name, r in regions]
+    layout = [(label, _without(core, keep, 4)) for label, core in layout]
     ref = Reference(src, ans, src_f, ans_f, flat, regions, layout, legit_residual, legit_sharpness)
     for array in (src, ans, src_f, ans_f, flat, legit_residual):
         array.setflags(write=False)
     return ref
+
+
+def _without(region: np.ndarray, keep: np.ndarray, min_pixels: int = 3) -> np.ndarray:
+    """``region`` restricted to ``keep``, unless that leaves fewer than ``min_pixels``."""
+    kept = region & keep
+    return kept if kept.sum() >= min_pixels else region
 
 
 def parse_meta(meta: Any) -> tuple[Scene, Edit]:

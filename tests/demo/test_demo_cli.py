@@ -15,11 +15,19 @@ def budgets(monkeypatch):
 def test_fast_is_the_ci_budget_and_flags_override_either(budgets, tmp_path):
     assert demo.main(["--fast", "true", "--out", str(tmp_path), "--max_steps", "7"]) == 0
     out, settings = budgets[-1]
-    assert out == tmp_path and settings == {**demo.FAST, "max_steps": 7, "seed": 0, "parallel": 2}
+    fixed = {"parallel": 2, "flaw_model": "systematic"}  # the demo trains on the systematic flaws by default
+    assert out == tmp_path and settings == {**demo.FAST, "max_steps": 7, "seed": 0, **fixed}
     assert demo.main(["--num_inference_steps", "10", "--seed", "3"]) == 0
     out, settings = budgets[-1]
     assert str(out) == "reports/demo"
-    assert settings == {**demo.DEFAULTS, "num_inference_steps": 10, "seed": 3, "parallel": 2}
+    assert settings == {**demo.DEFAULTS, "num_inference_steps": 10, "seed": 3, **fixed}
+
+
+def test_the_flaw_model_is_selectable(budgets, capsys):
+    assert demo.main(["--fast", "true", "--flaw_model", "random"]) == 0
+    assert budgets[-1][1]["flaw_model"] == "random"
+    assert demo.main(["--flaw_model", "wild"]) != 0
+    assert "flaw_model" in capsys.readouterr().err and len(budgets) == 1
 
 
 def test_help_comes_from_the_docstring(capsys):

@@ -31,12 +31,33 @@ def demo_out(tmp_path_factory):
 def test_results_json_has_the_promised_structure(demo_out):
     out, _, _ = demo_out
     results = json.loads((out / "results.json").read_text())
-    assert set(results) == {"baseline", "reward"}
-    for model in results.values():
-        assert set(model) == set(PERSPECTIVES)
-        for metrics in model.values():
+    assert set(results) == {"baseline", "reward", "flaw_model", "differences", "exact"}
+    assert results["flaw_model"] == "systematic"  # the demo's default
+    for name in ("baseline", "reward"):
+        assert set(results[name]) == set(PERSPECTIVES)
+        for metrics in results[name].values():
             assert 0.0 <= metrics["yes_rate"] <= 1.0 and 0.0 <= metrics["score"] <= 5.0
             assert metrics["n"] == 14  # every test edit judged
+    # paired reward - baseline intervals on the oracle's yes-rates and scores
+    paired = results["differences"]["reward - baseline"]
+    for perspective in PERSPECTIVES:
+        for metric in ("yes_rate", "score"):
+            entry = paired[perspective][metric]
+            assert entry["n"] == 14 and entry["ci"][0] <= entry["mean"] <= entry["ci"][1]
+            assert isinstance(entry["excludes_zero"], bool)
+    # the exact metrics of every edition and of the copy-the-source reference, overall and per category
+    exact = results["exact"]
+    assert set(exact["models"]) == {"baseline", "reward", "reward_at_0", "copy_source"}
+    for model in exact["models"].values():
+        assert model["n"] == 14 and len(model["per_category"]) == 7
+        for region in ("inside", "outside", "whole"):
+            entry = model["overall"][region]
+            assert 0.0 <= entry["ci"][0] <= entry["mean"] <= entry["ci"][1] <= 1.0
+    assert exact["models"]["copy_source"]["overall"]["outside"]["mean"] == 0.0
+    assert set(exact["differences"]) == {"reward - baseline"}
+    assert exact["differences"]["reward - baseline"]["overall"]["inside"]["n"] == 14
+    manifest = json.loads((out / "data" / "train_raw" / "manifest.json").read_text())
+    assert manifest["provenance"]["flaw_model"] == "systematic"
 
 
 def test_every_promised_file_exists(demo_out):
@@ -48,12 +69,15 @@ def test_every_promised_file_exists(demo_out):
         assert (out / "eval" / model / "results.json").exists()
     for model in ("baseline", "reward"):
         assert (out / "runs" / model / "final.ckpt").exists()
-    for name in ("results.md", "grid.png", "bars.png"):
+    for name in ("results.md", "grid.png", "bars.png", "exact.png"):
         assert (out / name).stat().st_size > 0, name
     report = (out / "results.md").read_text()
-    assert "## Per category" in report and report.count("| local | ") == 2
+    assert "## Per category" in report and "| local | baseline |" in report and "| local | reward |" in report
     assert "## Controllability" in report and "| reward at (0, 0, 0) |" in report
     assert "| baseline |" in stdout and "| reward |" in stdout  # the table is printed at the end
+    assert "## Exact metrics" in report and "| copy the source | 14 |" in report
+    assert "## Reward - baseline, paired" in report and "| exact L1 inside the edit (lower is better) |" in report
+    assert "Distance to the exact targets" in stdout and "interval excludes 0" in stdout
     # the MagicBrush metrics against the exact targets, with tiny random CLIP and DINO: flagged as a wiring check
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics) == {"baseline", "reward", "reward_at_0"}

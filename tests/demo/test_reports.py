@@ -5,9 +5,13 @@ from PIL import Image
 from mredit.lab.reports import (
     format_aggregate_table,
     format_category_table,
+    format_exact_category_table,
+    format_exact_table,
     format_overall_table,
+    format_paired_differences,
     replace_between_markers,
     save_comparison_grid,
+    save_exact_bars,
     save_metric_bars,
 )
 
@@ -67,3 +71,37 @@ def test_grid_and_bars_are_written(tmp_path):
     assert bars.stat().st_size > 1000
     with pytest.raises(ValueError, match="expected 4"):
         save_comparison_grid([("x", images[:3])], "abcd", tmp_path / "bad.png")
+
+
+def _regions(inside, outside, ci=True):
+    def entry(mean):
+        return {"mean": mean, "ci": [mean - 0.01, mean + 0.01] if ci else None, "n": 14}
+
+    return {"inside": entry(inside), "outside": entry(outside), "whole": entry((inside + outside) / 2)}
+
+
+def test_exact_tables_and_chart(tmp_path):
+    models = {"baseline": _regions(0.2, 0.05), "copy the source": _regions(0.3, 0.0, ci=False)}
+    lines = format_exact_table(models).splitlines()
+    assert lines[0] == "| model | n | L1 inside the edit | L1 outside it | L1 whole image |"
+    assert lines[2] == "| baseline | 14 | 0.2000 [0.1900, 0.2100] | 0.0500 [0.0400, 0.0600] | 0.1250 [0.1150, 0.1350] |"
+    assert lines[3] == "| copy the source | 14 | 0.3000 | 0.0000 | 0.1500 |"
+    per_category = format_exact_category_table(
+        {"baseline": {"local": _regions(0.2, 0.05), "add": _regions(0.1, 0.0)}, "reward": {"local": _regions(0.1, 0)}}
+    )
+    rows = per_category.splitlines()[2:]
+    assert rows == ["| local | 0.200 / 0.050 | 0.100 / 0.000 |", "| add | 0.100 / 0.000 | – / – |"]
+    chart = save_exact_bars(models, tmp_path / "exact.png", title="t")
+    assert chart.stat().st_size > 1000
+
+
+def test_paired_differences_say_whether_the_interval_excludes_zero():
+    rows = [
+        ("following yes %", {"mean": 0.05, "ci": [0.01, 0.09], "n": 140, "excludes_zero": True}, 100.0, 1),
+        ("exact L1 inside", {"mean": -0.002, "ci": [-0.01, 0.006], "n": 140, "excludes_zero": False}, 1.0, 4),
+        ("empty", {"mean": None, "ci": None, "n": 0, "excludes_zero": False}, 1.0, 4),
+    ]
+    lines = format_paired_differences(rows).splitlines()
+    assert lines[2] == "| following yes % | 5.0 [1.0, 9.0] | 140 | yes |"
+    assert lines[3] == "| exact L1 inside | -0.0020 [-0.0100, 0.0060] | 140 | no |"
+    assert lines[4] == "| empty | – | 0 | – |"

@@ -122,7 +122,7 @@ def test_judge_interface_and_invalid_meta(contexts, meta_of):
     assert oracle.fingerprint == {
         "provider": "oracle",
         "model": "synthetic-oracle",
-        "prompt_version": "oracle-v1",
+        "prompt_version": "oracle-v2",
         "image_size": None,
     }
     assert OracleJudge(resolution=32).fingerprint["image_size"] == 32
