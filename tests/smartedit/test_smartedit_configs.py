@@ -56,6 +56,8 @@ def test_config_parses_into_the_current_schema(name, capsys, monkeypatch):
     module = _module(model)
     assert isinstance(module, SmartEditModule) and not module.is_built  # no weights read
     assert module.lora_config.r == 8 and sorted(module.lora_config.target_modules) == ["q_proj", "v_proj"]
+    # the tiny random LLM trains whole (it has no language for a LoRA to adapt); the real ones keep SmartEdit's LoRA
+    assert module.mllm_config.llm_training == ("full" if module.hparams.tiny else "lora")
     if not module.hparams.tiny:  # the real configs: LLaMA in bf16, weights from the environment variables
         assert module.pretrained_weights.llm_dtype == "bfloat16"
         assert module.hparams.pretrained["llava_path"] == "$MREDIT_LLAVA_PATH"
@@ -68,9 +70,28 @@ def test_part_settings_from_the_command_line(capsys):
         "--model.init_args.bim.depth=1",
         "--model.init_args.mllm.num_img_tokens=2",
         "--model.init_args.conditioning_dropout=0.1",
+        "--model.init_args.mllm.llm_training=lora",
+        "--model.init_args.tiny_tokenizer=synth_words",
     )
     module = _module(_printed_config("smartedit_tiny", capsys, *overrides)["model"])
     assert module.lora_config.r == 16 and module.lora_config.lora_alpha == 16  # the rest of the config's LoRA
     assert module.qformer_config.num_layers == 3 and module.qformer_config.num_queries == 8
     assert module.bim_config.depth == 1 and module.mllm_config.num_img_tokens == 2
+    assert module.mllm_config.llm_training == "lora" and module.mllm_config.max_instruction_tokens == 96
+    assert module.hparams.tiny_tokenizer == "synth_words"
     assert module.hparams.conditioning_dropout == 0.1 and module.hparams.lora["r"] == 16
+
+
+def test_unknown_llm_training_is_a_parse_error(capsys):
+    with pytest.raises(SystemExit) as stop:
+        run_lightning_cli(
+            [
+                "fit",
+                "--config",
+                str(REPO / "configs" / "smartedit_tiny.yaml"),
+                "--model.init_args.mllm.llm_training=frozen",
+                "--print_config",
+            ]
+        )
+    assert stop.value.code not in (0, None)
+    assert "llm_training" in capsys.readouterr().err

@@ -78,6 +78,7 @@ EXPECTED = {
         "max_instruction_tokens": 96,
         "system_prompt": "The assistant edits images.",
         "answer_text": "Here it is.",
+        "llm_training": "lora",  # the option came later: every older checkpoint trained a LoRA
     },
     "lora": {
         "r": 8,

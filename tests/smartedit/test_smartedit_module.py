@@ -4,17 +4,22 @@ order, rewards, export, editing."""
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 
+import lightning
 import pytest
 import torch
 from diffusers import UNet2DConditionModel
+from peft import PeftModel
 from PIL import Image
 from safetensors.torch import load_file
 from smartedit_helpers import TINY_SIZES, make_batch, tiny_module
+from transformers import LlamaForCausalLM
 
 from mredit.conditioning.base import RewardCondition
 from mredit.conditioning.registry import build_conditioner
-from mredit.models.smartedit.module import SmartEditModule, conditioning_dropout_masks
+from mredit.models.smartedit.mllm import MLLMConfig
+from mredit.models.smartedit.module import FROZEN_PREFIXES, SmartEditModule, conditioning_dropout_masks
 from mredit.models.smartedit.pipeline import edit_tensors
 
 
@@ -86,7 +91,8 @@ def test_conv_in_hooks_add_spatial_before_reward(smartedit_module):
         module.unet_forward(sample, timesteps, text, spatial, RewardCondition(latent=reward_latent))
         expected = module.unet.conv_in(sample) + spatial
         assert torch.allclose(seen[0], expected, atol=1e-6)  # reward sees conv_in(x) + v_sp
-        assert len(module.unet.conv_in._forward_hooks) == 0  # both hooks removed after the call
+        conv = module.unet.conv_in  # a plain convolution again after the call: its hook's slots are empty
+        assert torch.equal(conv(sample), conv._conv_forward(sample, conv.weight, conv.bias))
         plain = module.unet_forward(sample, timesteps, text, None, None)
         zero = module.unet_forward(sample, timesteps, text, torch.zeros_like(spatial), None)
         assert torch.equal(plain, zero)
@@ -151,7 +157,7 @@ def test_export_layout(smartedit_module, tmp_path):
     smartedit_module.export(str(tmp_path))
     unet = UNet2DConditionModel.from_pretrained(tmp_path / "unet")
     assert unet.config.in_channels == smartedit_module.unet.config.in_channels
-    assert (tmp_path / "lora" / "adapter_config.json").is_file()
+    assert (tmp_path / "lora" / "adapter_config.json").is_file() and not (tmp_path / "llm").exists()
     assert json.loads((tmp_path / "lora" / "adapter_config.json").read_text())["r"] == 8
     heads = load_file(tmp_path / "smartedit_heads.safetensors")
     assert {"mllm.new_token_embeds", "mllm.new_token_head", "qformer.queries", "null_text"} <= set(heads)
@@ -239,3 +245,90 @@ def test_settings_are_checked_without_building():
         SmartEditModule(**{**TINY_SIZES, "stage": "stage2"})
     with pytest.raises(TypeError, match="qformer_depth"):
         SmartEditModule(**TINY_SIZES, qformer_depth=2)
+
+
+FULL_LLM = {"mllm": MLLMConfig(**{**asdict(TINY_SIZES["mllm"]), "llm_training": "full"})}
+
+
+@pytest.fixture(scope="module")
+def full_llm_module() -> SmartEditModule:
+    return tiny_module(**FULL_LLM, ema_decay=0.9)
+
+
+def test_full_llm_training_trains_every_llm_weight_from_the_edit_loss(full_llm_module):
+    module = full_llm_module
+    llm = {name for name, _ in module.mllm.llm.named_parameters(prefix="mllm.llm")}
+    trainable = {name for name, p in module.named_parameters() if p.requires_grad}
+    assert {n for n in trainable if n.startswith("mllm.")} == llm | {"mllm.new_token_embeds", "mllm.new_token_head"}
+    assert "mllm.llm.model.embed_tokens.weight" in trainable and not module.mllm.lora_parameters()
+    for frozen in (module.mllm.vision_tower, module.mllm.projector, module.vae, module.text_encoder):
+        assert not any(p.requires_grad for p in frozen.parameters())
+    module.compute_losses(make_batch())["diffusion_loss"].backward()  # the editing loss alone reaches the LLM
+    q_proj = module.mllm.llm.model.layers[0].self_attn.q_proj.weight
+    assert q_proj.grad is not None and q_proj.grad.abs().sum() > 0
+    module.zero_grad()
+    assert not any(p.requires_grad for p in tiny_module(**FULL_LLM, stage="align").mllm.llm.parameters())
+
+
+def test_full_llm_checkpoint_keeps_the_llm_and_its_ema_and_round_trips(full_llm_module, tmp_path):
+    module = full_llm_module
+    with torch.no_grad():
+        for param in module.mllm.llm.parameters():
+            param.add_(0.01)
+    module.ema.update(module.trainable_named_parameters())
+    checkpoint = {"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}
+    module.on_save_checkpoint(checkpoint)
+    llm_keys = {k for k in checkpoint["state_dict"] if k.startswith("mllm.llm.")}
+    assert llm_keys == {f"mllm.llm.{k}" for k in module.mllm.llm.state_dict()}  # all of it, not only adapters
+    assert llm_keys <= set(checkpoint["ema"]["shadow"])
+    assert not any(k.startswith(FROZEN_PREFIXES) for k in checkpoint["state_dict"])
+    torch.save({**checkpoint, "pytorch-lightning_version": lightning.__version__}, tmp_path / "full.ckpt")
+    loaded = SmartEditModule.load_from_checkpoint(tmp_path / "full.ckpt", map_location="cpu")
+    assert loaded.mllm_config.llm_training == "full"
+    state = loaded.state_dict()
+    assert all(torch.equal(state[k], checkpoint["state_dict"][k]) for k in llm_keys)
+    assert loaded.ema.shadow.keys() == checkpoint["ema"]["shadow"].keys()
+
+
+def test_lora_checkpoint_leaves_the_frozen_llm_out(smartedit_module):
+    checkpoint = {"state_dict": smartedit_module.state_dict()}
+    smartedit_module.on_save_checkpoint(checkpoint)
+    llm_keys = [k for k in checkpoint["state_dict"] if k.startswith("mllm.llm.")]
+    assert llm_keys and all("lora_" in k for k in llm_keys)
+
+
+def test_full_llm_export_writes_the_whole_llm_with_the_ema_weights(full_llm_module, tmp_path):
+    module = full_llm_module
+    module.export(str(tmp_path))
+    assert not (tmp_path / "lora").exists()
+    exported = LlamaForCausalLM.from_pretrained(tmp_path / "llm")
+    for name, value in exported.state_dict().items():
+        assert torch.equal(value, module.ema.shadow[f"mllm.llm.{name}"]), name
+    meta = json.loads((tmp_path / "smartedit.json").read_text())
+    assert meta["hparams"]["mllm"]["llm_training"] == "full"
+
+
+def test_hparams_without_llm_training_build_the_lora_model(smartedit_module):
+    """Checkpoints written before the option have an ``mllm`` without ``llm_training``: SmartEdit's LoRA."""
+    hparams = dict(smartedit_module.hparams)
+    hparams["mllm"] = {k: v for k, v in hparams["mllm"].items() if k != "llm_training"}
+    module = SmartEditModule(**hparams)
+    module.configure_model()
+    assert module.mllm_config.llm_training == "lora" and isinstance(module.mllm.llm, PeftModel)
+    assert module.hparams.mllm["llm_training"] == "lora"
+
+
+def test_tiny_tokenizer_synth_words_reads_words_in_both_tokenizers_and_rebuilds():
+    module = tiny_module(tiny_tokenizer="synth_words")
+    assert len(module.mllm.tokenizer(" brown diamond", add_special_tokens=False).input_ids) == 2
+    assert len(module.tokenizer("brown diamond", add_special_tokens=False).input_ids) == 2  # the CLIP text one
+    assert module.mllm.base_vocab == module.mllm.base_llm.config.vocab_size > 259
+    rebuilt = SmartEditModule(**dict(module.hparams))
+    rebuilt.configure_model()
+    assert rebuilt.mllm.base_vocab == module.mllm.base_vocab
+    assert torch.equal(rebuilt.mllm.base_llm.model.embed_tokens.weight, module.mllm.base_llm.model.embed_tokens.weight)
+    assert all(torch.isfinite(v).all() for v in module.compute_losses(make_batch()).values())
+    with pytest.raises(ValueError, match="tiny_tokenizer='synth_words' is for tiny parts"):
+        SmartEditModule(**{**TINY_SIZES, "tiny": False}, tiny_tokenizer="synth_words")
+    with pytest.raises(ValueError, match="tiny_tokenizer"):
+        SmartEditModule(**TINY_SIZES, tiny_tokenizer="bytes")

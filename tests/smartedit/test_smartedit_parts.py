@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
+from peft import PeftModel
 
 from mredit.models.smartedit.bim import BidirectionalInteractionModule, BIMConfig
+from mredit.models.smartedit.mllm import LlavaMLLM, MLLMConfig
 from mredit.models.smartedit.prompt import IGNORE_INDEX
 from mredit.models.smartedit.qformer import ImgTokenResampler, QFormerConfig
+from mredit.models.smartedit.tiny import tiny_llm, tiny_llm_tokenizer, tiny_projector, tiny_vision_tower
+from mredit.models.tiny_tokenizer import tokenizer_words
 
 
 def test_prompt_supervises_answer_and_img_tokens_only(tiny_mllm):
@@ -29,6 +34,28 @@ def test_only_lora_and_new_token_rows_train(tiny_mllm):
     }
     assert len([n for n in trainable if "lora_" in n]) == 2 * 2 * 2  # 2 layers x (q_proj, v_proj) x (A, B)
     assert tiny_mllm.new_token_embeds.shape[0] == len(tiny_mllm.tokenizer) - tiny_mllm.base_vocab == 3 + 4
+
+
+def test_full_llm_training_injects_no_lora_and_offers_every_llm_weight():
+    tokenizer = tiny_llm_tokenizer()
+    llm = tiny_llm(len(tokenizer))
+    mllm = LlavaMLLM(llm, tiny_vision_tower(), tiny_projector(), tokenizer, MLLMConfig(4, llm_training="full"))
+    assert mllm.llm is llm and mllm.base_llm is llm and not mllm.lora_parameters()
+    assert {id(p) for p in mllm.llm_parameters()} == {id(p) for p in llm.parameters()}
+    new_rows = {id(p) for p in mllm.new_token_parameters()}
+    assert not any(p.requires_grad for p in mllm.parameters() if id(p) not in new_rows)  # the module unfreezes
+    out = mllm(["make it red"], mllm.patch_features(torch.zeros(1, 3, 32, 32)))
+    assert out.img_hidden.shape == (1, 4, 64)
+
+
+def test_lora_llm_training_offers_the_lora_matrices(tiny_mllm):
+    assert isinstance(tiny_mllm.llm, PeftModel) and tiny_mllm.base_llm is tiny_mllm.llm.get_base_model()
+    assert tiny_mllm.llm_parameters() == tiny_mllm.lora_parameters() and len(tiny_mllm.llm_parameters()) == 8
+
+
+def test_llm_training_must_be_lora_or_full():
+    with pytest.raises(ValueError, match="llm_training must be 'lora' or 'full', got 'frozen'"):
+        MLLMConfig(llm_training="frozen")
 
 
 def test_mllm_forward_backward_reaches_new_rows_and_lora(tiny_mllm):
@@ -62,3 +89,16 @@ def test_qformer_and_bim_shapes_and_zero_init():
     assert not torch.equal(f_final, text) and spatial.abs().sum() > 0
     f_final.sum().backward()
     assert bim.blocks[0].token_to_image.q_proj.weight.grad is not None
+
+
+def test_word_level_llm_tokenizer_makes_each_synth_word_one_token():
+    words = tokenizer_words("synth_words")
+    tokenizer = tiny_llm_tokenizer(words)
+    assert len(tiny_llm_tokenizer()) == 259 and len(tokenizer) > 259 + len(words)
+    assert all(len(tokenizer(" " + word, add_special_tokens=False).input_ids) == 1 for word in words)
+    text = " make the brown diamond yellow. Été: 5 × 2"  # other text still tokenises, byte by byte
+    ids = tokenizer(text, add_special_tokens=False).input_ids
+    byte_ids = tiny_llm_tokenizer()(text, add_special_tokens=False).input_ids
+    assert tokenizer.decode(ids) == text and len(ids) < len(byte_ids)
+    with pytest.raises(ValueError, match="ASCII letters"):
+        tiny_llm_tokenizer(["two words"])

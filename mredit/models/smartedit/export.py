@@ -3,14 +3,16 @@
 Layout of ``out_dir``::
 
     unet/                     diffusers UNet2DConditionModel (8 input channels), loads in stock diffusers
-    lora/                     peft LoRA adapter of the LLaMA (adapter_config.json + adapter_model.safetensors)
+    lora/                     peft LoRA adapter of the LLaMA (adapter_config.json + adapter_model.safetensors), or
+    llm/                      with ``mllm.llm_training: full``: the whole trained LLaMA (transformers save_pretrained)
     llm_tokenizer/            the LLM tokenizer with the added <img>, <im_start>, <im_end>, <img_i> tokens
     smartedit_heads.safetensors  qformer.*, bim.*, mllm.projector.*, mllm.new_token_embeds/new_token_head, null_text
     reward_conditioner/       the multi-reward conditioner (diffusers save_pretrained), when one is attached
     smartedit.json            the module's hyperparameters, the conditioner spec and the training resolution
 
-The frozen pretrained parts (LLaVA's LLaMA and vision tower, the VAE, the CLIP text encoder) are not copied: they
-are named by the paths in ``smartedit.json``. Weights are the EMA weights when EMA is enabled.
+The frozen pretrained parts (LLaVA's LLaMA, unless it was fully trained, and vision tower, the VAE, the CLIP text
+encoder) are not copied: they are named by the paths in ``smartedit.json``. Weights are the EMA weights when EMA is
+enabled.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from safetensors.torch import save_file
 from mredit.models.reward_mixin import conditioner_spec
 
 HEAD_PREFIXES = ("qformer.", "bim.", "mllm.projector.", "mllm.new_token_", "null_text")
+# the LLM's folder per MLLMConfig.llm_training: the peft adapter, or the whole fully trained LlamaForCausalLM
+LLM_FOLDERS = {"lora": "lora", "full": "llm"}
 
 
 def export_smartedit(module, out_dir: str) -> Path:
@@ -30,7 +34,7 @@ def export_smartedit(module, out_dir: str) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     with module.ema_weights():
         module.unet.save_pretrained(out / "unet")
-        module.mllm.llm.save_pretrained(out / "lora")
+        module.mllm.llm.save_pretrained(out / LLM_FOLDERS[module.mllm.llm_training])
         module.mllm.tokenizer.save_pretrained(out / "llm_tokenizer")
         heads = {
             name: tensor.detach().cpu().contiguous()

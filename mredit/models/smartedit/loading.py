@@ -8,6 +8,7 @@ a run without weights fails within seconds with one message naming every variabl
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -116,9 +117,10 @@ def load_mllm_parts(llava_path: str, vision_path: str, llm_dtype: str = "bfloat1
     return MLLMParts(llm, vision_tower, projector, tokenizer)
 
 
-def tiny_mllm_parts(seed: int = 0) -> MLLMParts:
-    """Seeded without touching the global RNG: a checkpoint (which leaves the frozen parts out) reloads exactly."""
-    tokenizer = tiny_llm_tokenizer()
+def tiny_mllm_parts(seed: int = 0, words: Sequence[str] = ()) -> MLLMParts:
+    """Seeded without touching the global RNG: a checkpoint (which leaves the frozen parts out) reloads exactly.
+    Each of ``words`` is one token of the LLM tokenizer (none: one token per byte)."""
+    tokenizer = tiny_llm_tokenizer(words)
     with torch.random.fork_rng():
         return MLLMParts(tiny_llm(len(tokenizer), seed), tiny_vision_tower(seed=seed), tiny_projector(seed), tokenizer)
 
@@ -140,14 +142,18 @@ def expand_conv_in(unet, in_channels: int) -> None:
 
 
 def diffusion_components(
-    diffusion_path: str | None, seed: int = 0, scheduler_config: dict[str, Any] | None = None
+    diffusion_path: str | None,
+    seed: int = 0,
+    scheduler_config: dict[str, Any] | None = None,
+    tokenizer_words: Sequence[str] = (),
 ) -> Components:
-    """Pretrained components (UNet converted to 8 input channels if needed), or tiny ones when ``None``;
-    ``scheduler_config`` overrides the scheduler's config keys (both cases)."""
+    """Pretrained components (UNet converted to 8 input channels if needed), or tiny ones when ``None``, whose
+    CLIP tokenizer keeps each of ``tokenizer_words`` whole; ``scheduler_config`` overrides the scheduler's config
+    keys (both cases)."""
     if diffusion_path is None:
         with torch.random.fork_rng():
             torch.manual_seed(seed)
-            return build_tiny_components(scheduler_config=scheduler_config)
+            return build_tiny_components(scheduler_config=scheduler_config, tokenizer_words=tokenizer_words)
     components = load_pretrained_components(diffusion_path, scheduler_config)
     expand_conv_in(components.unet, 2 * components.vae.config.latent_channels)
     return components

@@ -6,12 +6,16 @@ Only the added tokens learn, so their embedding and LM-head rows live in two sma
 size use the original rows, ids above it the new ones. SmartEdit resizes the matrices and copies the old rows back at
 every forward; with weight decay 0 both give the same training, and here the trainable LLM parameters are exactly the
 LoRA A/B matrices plus these two tensors (no optimizer state for 32000 frozen rows, nothing to copy back).
+
+``MLLMConfig.llm_training="full"`` trains every LLM weight instead of a LoRA (no adapter is injected). That is for
+the tiny random LLM of the CPU configs: it carries no language for a LoRA to adapt, so it must learn to read.
 """
 
 from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +36,7 @@ from mredit.models.smartedit.prompt import (
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+LLMTraining = Literal["lora", "full"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +51,9 @@ class MLLMConfig:
         system_prompt: the conversation's system message.
         answer_text: the assistant's words before the [IMG] tokens (SmartEdit draws them from templates; a fixed
             text keeps the [IMG] positions deterministic).
+        llm_training: how the LLM learns in the stages that train it (``mllmsd``, ``smartedit``): ``lora``
+            (SmartEdit's: LoRA adapters on the frozen LLM, the module's ``lora`` setting) or ``full`` (every LLM
+            weight trains and ``lora`` is not used; for the tiny random LLM, which has no language to keep).
     """
 
     num_img_tokens: int = 32
@@ -53,6 +61,11 @@ class MLLMConfig:
     max_instruction_tokens: int = 128
     system_prompt: str = DEFAULT_SYSTEM
     answer_text: str = DEFAULT_ANSWER
+    llm_training: LLMTraining = "lora"
+
+    def __post_init__(self) -> None:
+        if self.llm_training not in get_args(LLMTraining):
+            raise ValueError(f"mllm.llm_training must be 'lora' or 'full', got {self.llm_training!r}")
 
 
 def smartedit_lora() -> LoraConfig:
@@ -87,12 +100,16 @@ class MLLMOutput:
 
 class LlavaMLLM(nn.Module):
     """Args:
-    llm: a ``LlamaForCausalLM`` (LLaVA-1.1 weights); frozen, LoRA is injected here.
+    llm: a ``LlamaForCausalLM`` (LLaVA-1.1 weights); frozen, LoRA is injected here (``llm_training="lora"``).
     vision_tower: a ``CLIPVisionModel`` (ViT-L/14 @ 224 for LLaVA-1.1); frozen.
     projector: LLaVA-1.1's single ``nn.Linear(vision_dim, llm_dim)``; frozen.
     tokenizer: the LLM tokenizer; the special tokens are added to it here.
-    config: the prompt and the [IMG] tokens (``MLLMConfig``).
-    lora: the LoRA injected into the LLM (see ``resolve_lora``; None: ``smartedit_lora()``).
+    config: the prompt, the [IMG] tokens and how the LLM trains (``MLLMConfig``).
+    lora: the LoRA injected into the LLM (see ``resolve_lora``; None: ``smartedit_lora()``); unused when
+        ``config.llm_training`` is ``full``.
+
+    The LLM, vision tower and projector are frozen here; the module unfreezes ``llm_parameters()`` in the stages
+    that train the LLM.
     """
 
     def __init__(
@@ -124,12 +141,20 @@ class LlavaMLLM(nn.Module):
         old_embeds, old_head = llm.get_input_embeddings().weight, llm.get_output_embeddings().weight
         self.new_token_embeds = nn.Parameter(old_embeds.detach().float().mean(0).repeat(num_new, 1))
         self.new_token_head = nn.Parameter(old_head.detach().float().mean(0).repeat(num_new, 1))
-        self.llm: PeftModel = get_peft_model(llm, resolve_lora(lora))
+        self.llm_training = config.llm_training
+        self.llm: PeftModel | LlamaForCausalLM = (
+            get_peft_model(llm, resolve_lora(lora)) if config.llm_training == "lora" else llm
+        )
         self.vision_tower, self.projector = vision_tower, projector
 
     @property
+    def base_llm(self) -> LlamaForCausalLM:
+        """The ``LlamaForCausalLM`` itself (inside the peft wrapper when a LoRA is injected)."""
+        return self.llm.get_base_model() if isinstance(self.llm, PeftModel) else self.llm
+
+    @property
     def hidden_size(self) -> int:
-        return self.llm.get_base_model().config.hidden_size
+        return self.base_llm.config.hidden_size
 
     @property
     def vision_size(self) -> int:
@@ -137,6 +162,11 @@ class LlavaMLLM(nn.Module):
 
     def lora_parameters(self) -> list[nn.Parameter]:
         return [p for name, p in self.llm.named_parameters() if "lora_" in name]
+
+    def llm_parameters(self) -> list[nn.Parameter]:
+        """The LLM weights its training stages train: the LoRA A/B matrices (``lora``) or all of them (``full``);
+        the new token rows (``new_token_parameters``) come on top in every stage."""
+        return self.lora_parameters() if self.llm_training == "lora" else list(self.llm.parameters())
 
     def new_token_parameters(self) -> list[nn.Parameter]:
         return [self.new_token_embeds, self.new_token_head]
@@ -186,16 +216,12 @@ class LlavaMLLM(nn.Module):
         offset = sum(part.shape[1] for part in parts)
         parts.append(suffix)
         masks.append(prompt.suffix_mask.to(device))
-        hidden = (
-            self.llm.get_base_model()
-            .model(
-                inputs_embeds=torch.cat(parts, 1),
-                attention_mask=torch.cat(masks, 1).long(),
-                use_cache=False,
-                return_dict=True,
-            )
-            .last_hidden_state
-        )
+        hidden = self.base_llm.model(
+            inputs_embeds=torch.cat(parts, 1),
+            attention_mask=torch.cat(masks, 1).long(),
+            use_cache=False,
+            return_dict=True,
+        ).last_hidden_state
         img_index = (prompt.img_index.to(device) + offset).unsqueeze(-1).expand(-1, -1, hidden.shape[-1])
         img_hidden = hidden.gather(1, img_index)
         lm_loss = None

@@ -3,8 +3,9 @@ LightningModule, with optional multi-reward conditioning through the shared ``Re
 
 Stages (``stage``): ``align`` (SmartEdit stage 1: the Q-Former output of the [IMG] states regresses the CLIP text
 embedding of the instruction; trains the new token rows and the Q-Former), ``mllmsd`` (stage 2a: editing without
-BIM; + LoRA and the whole UNet), ``smartedit`` (stage 2b: + the zero-initialised BIM). Every stage builds every
-part, so a stage's checkpoint feeds the next one through ``init_from``.
+BIM; + LoRA, or the whole LLM with ``mllm.llm_training: full``, and the whole UNet), ``smartedit`` (stage 2b: + the
+zero-initialised BIM). Every stage builds every part, so a stage's checkpoint feeds the next one through
+``init_from``.
 
 ``__init__`` only checks and records the settings (and that every pretrained path is set); the parts are built, and
 the pretrained weights read, in ``configure_model``.
@@ -42,6 +43,7 @@ from mredit.models.smartedit.loading import PretrainedWeights, diffusion_compone
 from mredit.models.smartedit.mllm import LlavaMLLM, MLLMConfig, resolve_lora
 from mredit.models.smartedit.pipeline import edit_images, edit_tensors, to_pil
 from mredit.models.smartedit.qformer import ImgTokenResampler, QFormerConfig
+from mredit.models.tiny_tokenizer import TinyTokenizer, tokenizer_words
 from mredit.pipelines.reward_edit import AUTO_SCHEDULER
 
 log = logging.getLogger(__name__)
@@ -81,16 +83,21 @@ class SmartEditModule(RewardConditionedMixin, EMAMixin, TrainedResolutionMixin, 
     Args:
         stage: ``align`` | ``mllmsd`` | ``smartedit`` (see the module docstring).
         tiny: random tiny parts (CPU) instead of the pretrained weights; ``pretrained`` is then ignored.
+        tiny_tokenizer: the tiny parts' tokenizers (the LLM's and the CLIP text encoder's): ``characters`` spells
+            every word out (one LLM token per byte); ``synth_words`` makes each word of the synthetic world's
+            instructions and feedback one token (``mredit.synth.vocabulary``), as ``InstructPix2PixModule``'s.
         pretrained: where the LLaVA-1.1 folder, the CLIP vision tower and the diffusers InstructPix2Pix folder come
             from (``$VARS`` are expanded), and the LLM's dtype.
         init_from: a Lightning checkpoint of the previous stage; its weights are loaded non-strictly once the parts
             are built.
         init_seed: the seed of the tiny random parts (None: the run's ``seed_everything`` seed). It is recorded in
             the hyperparameters, so a checkpoint, which leaves the frozen parts out, rebuilds the same ones.
-        mllm: the conversation prompt and the number of [IMG] tokens.
+        mllm: the conversation prompt, the number of [IMG] tokens and how the LLM trains (``llm_training``:
+            ``lora``, SmartEdit's, or ``full``, the tiny configs', whose random LLM has no language to adapt).
         lora: the LoRA of the LLaMA (a ``peft.LoraConfig``; None: SmartEdit's, r 8, alpha 16, dropout 0.05 on
             q_proj/v_proj; ``task_type`` defaults to ``CAUSAL_LM``). Fields left out of a given one take peft's
-            defaults (lora_alpha 8, lora_dropout 0), so the configs spell out SmartEdit's four.
+            defaults (lora_alpha 8, lora_dropout 0), so the configs spell out SmartEdit's four. Not used with
+            ``mllm.llm_training: full``.
         qformer: the SD-Q-Former; its width is the UNet ``cross_attention_dim``.
         bim: the bidirectional interaction module; its width is the vision tower's.
         conditioning_dropout: p of SmartEdit's dropout (text 2p, image [p, 3p), both p); in [0, 1/3].
@@ -120,6 +127,7 @@ class SmartEditModule(RewardConditionedMixin, EMAMixin, TrainedResolutionMixin, 
         self,
         stage: Stage = "smartedit",
         tiny: bool = False,
+        tiny_tokenizer: TinyTokenizer = "characters",
         pretrained: PretrainedWeights = PretrainedWeights(),
         init_from: str | None = None,
         init_seed: int | None = None,
@@ -166,6 +174,9 @@ class SmartEditModule(RewardConditionedMixin, EMAMixin, TrainedResolutionMixin, 
         settings = upgrade_legacy_hparams({**settings, **legacy_hparams})
         if stage not in ("align", "mllmsd", "smartedit"):
             raise ValueError(f"stage must be align, mllmsd or smartedit, got {stage!r}")
+        tokenizer_words(tiny_tokenizer)  # one clear error for an unknown name, before anything is built
+        if tiny_tokenizer != "characters" and not tiny:
+            raise ValueError(f"tiny_tokenizer={tiny_tokenizer!r} is for tiny parts: the pretrained ones have theirs")
         if not 0.0 <= settings["conditioning_dropout"] <= 1 / 3:
             raise ValueError(
                 "conditioning_dropout must be in [0, 1/3] (text 2p, image [p, 3p)), "
@@ -213,8 +224,9 @@ class SmartEditModule(RewardConditionedMixin, EMAMixin, TrainedResolutionMixin, 
         hp = self.hparams
         with fp32_on_cpu():
             if self._weights is None:
-                parts = tiny_mllm_parts(hp.init_seed)
-                components = diffusion_components(None, hp.init_seed, hp.scheduler_config)
+                words = tokenizer_words(hp.tiny_tokenizer)
+                parts = tiny_mllm_parts(hp.init_seed, words)
+                components = diffusion_components(None, hp.init_seed, hp.scheduler_config, words)
             else:
                 weights = self._weights
                 components = diffusion_components(weights.diffusion_path, scheduler_config=hp.scheduler_config)
@@ -236,16 +248,17 @@ class SmartEditModule(RewardConditionedMixin, EMAMixin, TrainedResolutionMixin, 
             self.register_buffer("null_text", self.clip_text_embedding([""]), persistent=True)
         self._set_trainable()
         if hp.gradient_checkpointing:
-            self.mllm.llm.get_base_model().gradient_checkpointing_enable({"use_reentrant": False})
+            self.mllm.base_llm.gradient_checkpointing_enable({"use_reentrant": False})
             self.unet.enable_gradient_checkpointing()
         if hp.init_from is not None:
             self.load_previous_stage(hp.init_from)
 
     def _set_trainable(self) -> None:
-        """align: new token rows + Q-Former; mllmsd: + LoRA + UNet; smartedit: + BIM. The rest stays frozen."""
+        """align: new token rows + Q-Former; mllmsd: + LoRA (or the whole LLM) + UNet; smartedit: + BIM. The rest
+        stays frozen."""
         for module in (self.vae, self.text_encoder, self.unet, self.qformer, self.bim):
             module.requires_grad_(False)
-        for param in self.mllm.lora_parameters():
+        for param in self.mllm.llm_parameters():
             param.requires_grad_(self.stage != "align")
         for param in self.mllm.new_token_parameters():
             param.requires_grad_(True)
@@ -360,8 +373,9 @@ class SmartEditModule(RewardConditionedMixin, EMAMixin, TrainedResolutionMixin, 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         super().on_save_checkpoint(checkpoint)
         state = checkpoint["state_dict"]
+        lora = self.mllm_config.llm_training == "lora"  # else the whole LLM trained: it is saved
         for key in list(state):
-            frozen_llm = key.startswith("mllm.llm.") and "lora_" not in key
+            frozen_llm = lora and key.startswith("mllm.llm.") and "lora_" not in key
             if frozen_llm or key.startswith(FROZEN_PREFIXES):
                 del state[key]
 
