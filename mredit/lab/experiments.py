@@ -267,6 +267,7 @@ class Plan:
 def data_name(spec: DataSpec) -> str:
     """The data folder of a spec under ``<out>/data`` (shared by the arms and experiments that draw the same)."""
     name = f"n{spec.num_train}_r{spec.resolution}_c{spec.corrupt_rate:g}_s{spec.seed}"
+    name += f"_f{spec.flaw_model}" if spec.flaw_model != "random" else ""  # random: the folders made before it
     return name + ("_" + "-".join(spec.categories) if spec.categories else "")
 
 
