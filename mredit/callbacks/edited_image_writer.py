@@ -2,6 +2,8 @@
 
 ``mredit predict --config ... --ckpt_path X.ckpt`` runs the module's ``predict_step`` over the predict shards
 (``{"key": [...], "images": [PIL]}`` per batch); this callback writes each image to ``<output_dir>/<key>.png``.
+``mredit edit --shards`` writes its edits through it too (``mredit.editing.shard_editing``). Under DDP each rank
+writes the images of its own samples; the file names are the keys, so no two ranks write the same file.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ class EditedImageWriter(BasePredictionWriter):
     def __init__(self, output_dir: str) -> None:
         super().__init__(write_interval="batch")
         self.output_dir = Path(output_dir)
+        self.written = 0
 
     def write_on_batch_end(
         self,
@@ -41,3 +44,8 @@ class EditedImageWriter(BasePredictionWriter):
         self.output_dir.mkdir(parents=True, exist_ok=True)
         for key, image in zip(prediction["key"], prediction["images"], strict=True):
             image.save(self.output_dir / image_filename(key))
+            self.written += 1
+
+    def report(self) -> dict[str, Any]:
+        """How many images this rank wrote (``mredit.training.offline``)."""
+        return {"written": self.written}

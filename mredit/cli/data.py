@@ -9,11 +9,13 @@ from typing import Any, Literal
 from mredit.cli.parsing import CommandGroup
 from mredit.data import convert as conversion
 from mredit.data import inspection
-from mredit.data.encode import DTYPES, encode_shards
+from mredit.data.encode import DTYPES
 from mredit.data.formats import FORMAT_NAMES
 from mredit.models.loading import load_encoders
+from mredit.synth.corruptions import FLAW_MODELS
 from mredit.synth.edits import CATEGORIES
 from mredit.synth.generate import SPLITS, write_synth_shards
+from mredit.training.latent_encoding import encode_shards
 
 
 def convert(
@@ -67,6 +69,7 @@ def synth(
     shard_size: int = 1000,
     categories: list[Literal[CATEGORIES]] | None = None,
     with_rewards: bool = False,
+    flaw_model: Literal[tuple(FLAW_MODELS)] = "random",
 ) -> None:
     """Write synthetic editing triplets (shapes world) as shards.
 
@@ -85,6 +88,8 @@ def synth(
         shard_size: Samples per shard.
         categories: Draw only these kinds of edit (default: all seven), e.g. '[local, remove, add]'.
         with_rewards: Embed the oracle's scores as reward.json.
+        flaw_model: How train targets are flawed: 'random' (a direction drawn per sample) or 'systematic' (each
+            kind of flaw in one consistent, learnable direction, as in real generated data); docs/synth.md.
     """
     if num < 1:
         raise ValueError(f"--num must be >= 1, got {num}")
@@ -100,6 +105,7 @@ def synth(
         shard_size=shard_size,
         with_rewards=with_rewards,
         categories=categories,
+        flaw_model=flaw_model,
     )
     summary = {
         "out": out,
@@ -139,13 +145,26 @@ def encode(
     batch_size: int = 8,
     dtype: Literal[tuple(DTYPES)] = "float16",
     shard_size: int = 1000,
-    device: str = "cpu",
+    num_workers: int = 0,
+    accelerator: str = "auto",
+    devices: int = 1,
+    num_nodes: int = 1,
+    strategy: str = "auto",
 ) -> None:
     """Precompute VAE latents and text-encoder states of shards.
 
     Training from the result skips the frozen VAE and CLIP text encoder in every step. The images go
     through the same deterministic resize + centre crop as training; with --flip true the horizontally
     flipped pair is encoded too, and LatentDataModule picks one of the two per sample.
+
+    Runs as Lightning predict: --devices N starts N processes, each encoding the samples of its own shards
+    (shards rank::N) into its own latents-rank<r>-*.tar; under torchrun or SLURM (srun) --devices and
+    --num_nodes say how the processes were started (docs/distributed.md). One manifest.json lists them all.
+
+    Examples:
+
+        mredit data encode --model exports/ip2p --shards data/train --out data/train_latents --flip true
+        mredit data encode --model exports/ip2p --shards data/train --out data/train_latents --devices 8
 
     Args:
         model: Export / SD-layout folder or a module .ckpt, whose VAE and text encoder are used.
@@ -156,7 +175,11 @@ def encode(
         batch_size: Samples per encoder batch.
         dtype: Storage dtype of the tensors.
         shard_size: Samples per output shard.
-        device: Where the encoders run, e.g. cuda.
+        num_workers: DataLoader processes decoding the images, per process.
+        accelerator: cpu, gpu, ... (Lightning's; auto: a GPU when there is one).
+        devices: Processes (devices) per node.
+        num_nodes: Nodes (torchrun or SLURM starts the processes of each).
+        strategy: Lightning's strategy (auto: ddp when there are several processes).
     """
     manifest = encode_shards(
         load_encoders(model),
@@ -167,9 +190,15 @@ def encode(
         batch_size=batch_size,
         dtype=dtype,
         shard_size=shard_size,
-        device=device,
         model=model,
+        num_workers=num_workers,
+        accelerator=accelerator,
+        devices=devices,
+        num_nodes=num_nodes,
+        strategy=strategy,
     )
+    if manifest is None:  # not global rank 0, which speaks for all ranks
+        return
     skipped = sum(manifest["provenance"]["skipped"].values())
     print(f"encoded {manifest['num_samples']} samples into {out} ({skipped} skipped)")
 

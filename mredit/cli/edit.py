@@ -4,60 +4,42 @@ The model is an export folder (``mredit export`` / ``mredit import official``) o
 ``InstructPix2PixModule`` (its EMA weights unless ``--use_ema false``) or of another mredit module with an
 ``edit`` method (SmartEdit). Each image gets its own generator seeded with ``--seed``, so a result does not
 depend on the order of a batch run. Inputs are resized to the resolution the model was trained at unless
-``--resolution`` says otherwise; progress bars go to stderr unless ``--quiet true``.
+``--resolution`` says otherwise; progress bars go to stderr unless ``--quiet true``. ``--shards`` runs as
+Lightning ``predict`` (``mredit.editing.shard_editing``), on several devices and nodes with ``--devices`` and
+``--num_nodes``.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
-from PIL import Image
-from tqdm.auto import tqdm
-
-from mredit.callbacks.edited_image_writer import image_filename
-from mredit.data.reader import SkipCounter, count_samples, read_samples
-from mredit.editing.service import EditOptions, check_options, check_scores, open_model
+from mredit.editing.service import EditingModel, EditOptions, check_options, check_scores, open_model
+from mredit.editing.shard_editing import edit_shards, images_bar
 from mredit.pipelines.reward_edit import AUTO_SCHEDULER, SCHEDULER_CHOICES
 from mredit.pipelines.sizing import ResolutionChoice, load_image
 
 log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
-# tqdm's bar with the rate always in images per second (its default turns slow rates into seconds per image)
-IMAGES_BAR = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_noinv_fmt}{postfix}]"
-
-Editor = Callable[[Image.Image, str], Image.Image]
 
 
 @contextmanager
 def open_editor(
-    model: str,
-    use_ema: bool,
-    scheduler: str,
-    seed: int,
-    resolution: int | None,
-    keep_size: bool = False,
-    progress: bool = False,
-    **sampling: Any,
-) -> Iterator[Editor]:
-    """An ``(image, instruction) -> edited image`` function for ``model``: ``mredit.editing.open_model`` with
-    the options fixed (``sampling``: ``scores``, ``feedback``, ``num_inference_steps`` and the three guidance
-    scales) and the resolution's note or warning on stderr, once. ``progress``: a bar over each image's denoising
-    steps (stderr)."""
+    model: str, use_ema: bool, scheduler: str, seed: int, resolution: int | None, keep_size: bool, **sampling: Any
+) -> Iterator[tuple[EditingModel, EditOptions]]:
+    """``model`` opened by ``mredit.editing.open_model``, with the checked options (``sampling``: ``scores``,
+    ``feedback``, ``num_inference_steps`` and the three guidance scales) and the resolution's note or warning on
+    stderr, once."""
     with open_model(model, use_ema=use_ema, scheduler=scheduler, resolution=resolution) as opened:
         _say(opened.resolution)
         options = check_options(EditOptions(**sampling, seed=seed, keep_size=keep_size))
         if options.reward_guidance_scale != 1.0 and opened.pipe is None:
             raise ValueError(f"{model}: --reward_guidance_scale applies to InstructPix2Pix models only")
-
-        def edit_one(image: Image.Image, instruction: str) -> Image.Image:
-            return opened.edit(image, instruction, options, progress=progress)
-
-        yield edit_one
+        yield opened, options
 
 
 def _say(choice: ResolutionChoice) -> None:
@@ -88,6 +70,10 @@ def edit(
     keep_size: bool = False,
     use_ema: bool = True,
     quiet: bool = False,
+    accelerator: str = "auto",
+    devices: int = 1,
+    num_nodes: int = 1,
+    strategy: str = "auto",
 ) -> None:
     """Edit one image, a folder of images, or the samples of a set of shards with a trained model.
 
@@ -97,10 +83,15 @@ def edit(
     image is sampled with its own generator seeded with --seed, so a result does not depend on the order of a
     batch run. Progress bars (denoising steps for one image, images for a folder or shards) go to stderr.
 
-    Example:
+    --shards runs as Lightning predict: --devices N starts N processes (each editing the samples of its own
+    shards, shards rank::N), and under torchrun or SLURM (srun) --devices and --num_nodes say how the processes
+    were started (docs/distributed.md).
+
+    Examples:
 
         mredit edit --model exports/ip2p --image cat.jpg --instruction 'make it a tiger' --out tiger.png \\
             --scores '[5, 5, 5]'
+        mredit edit --model exports/ip2p --shards data/realedit --out_dir edits/realedit --devices 8
 
     Args:
         model: Export folder or Lightning .ckpt (InstructPix2Pix, or a module with an edit method: SmartEdit).
@@ -123,6 +114,10 @@ def edit(
         keep_size: Resize each edit back to its input's size.
         use_ema: With a .ckpt: use the EMA weights (false: the raw ones).
         quiet: No progress bars.
+        accelerator: With --shards: cpu, gpu, ... (Lightning's; auto: a GPU when there is one).
+        devices: With --shards: processes (devices) per node.
+        num_nodes: With --shards: nodes (torchrun or SLURM starts the processes of each).
+        strategy: With --shards: Lightning's strategy (auto: ddp when there are several processes).
     """
     if sum(source is not None for source in (image, images, shards)) != 1:
         raise ValueError("give exactly one of --image, --images DIR or --shards SPEC")
@@ -134,6 +129,8 @@ def edit(
         raise ValueError("--out_dir is required with --images/--shards")
     if resolution is not None and resolution < 1:
         raise ValueError(f"--resolution must be >= 1, got {resolution}")
+    if not shards and (devices, num_nodes) != (1, 1):
+        raise ValueError("--devices and --num_nodes apply to --shards only")
     sampling = dict(
         scores=None if scores is None else check_scores(scores, "--scores"),
         feedback=None if feedback is None else list(feedback),
@@ -142,10 +139,9 @@ def edit(
         image_guidance_scale=image_guidance_scale,
         reward_guidance_scale=reward_guidance_scale,
     )
-    steps_bar = bool(image) and not quiet  # batch modes have one bar over the images instead
-    with open_editor(model, use_ema, scheduler, seed, resolution, keep_size, steps_bar, **sampling) as edit_one:
+    with open_editor(model, use_ema, scheduler, seed, resolution, keep_size, **sampling) as (opened, options):
         if image:
-            result = edit_one(load_image(image), instruction)
+            result = opened.edit(load_image(image), instruction, options, progress=not quiet)
             Path(out).parent.mkdir(parents=True, exist_ok=True)
             result.save(out)
             print(f"wrote {out}")
@@ -153,18 +149,27 @@ def edit(
         folder = Path(out_dir)
         folder.mkdir(parents=True, exist_ok=True)
         if images:
-            written, skipped = _edit_folder(edit_one, Path(images), instruction, folder, quiet)
-        else:
-            written, skipped = _edit_shards(edit_one, shards, instruction, folder, quiet)
-    print(f"wrote {written} images to {folder}" + (f", skipped {skipped} unreadable" if skipped else ""))
+            written, skipped = _edit_folder(opened, options, Path(images), instruction, folder, quiet)
+            print(f"wrote {written} images to {folder}" + (f", skipped {skipped} unreadable" if skipped else ""))
+            return
+        processes = dict(accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy)
+        reports = edit_shards(opened, options, shards, folder, instruction, quiet, **processes)
+    if reports is not None:  # global rank 0 speaks for all ranks
+        print(_shards_summary(reports, folder))
 
 
-def images_bar(total: int | None, quiet: bool) -> tqdm:
-    """A progress bar over images, with images/s, on stderr."""
-    return tqdm(total=total, desc="editing", unit="img", disable=quiet, file=sys.stderr, bar_format=IMAGES_BAR)
+def _shards_summary(reports: list[dict[str, Any]], folder: Path) -> str:
+    written = sum(report["written"] for report in reports)
+    skipped = sum(sum(report["skipped"].values()) for report in reports)
+    line = f"wrote {written} images to {folder}" + (f", skipped {skipped} unreadable" if skipped else "")
+    if len(reports) > 1:
+        line += f" ({len(reports)} processes: " + " + ".join(str(report["written"]) for report in reports) + ")"
+    return line
 
 
-def _edit_folder(edit_one: Editor, folder: Path, instruction: str, out_dir: Path, quiet: bool) -> tuple[int, int]:
+def _edit_folder(
+    opened: EditingModel, options: EditOptions, folder: Path, instruction: str, out_dir: Path, quiet: bool
+) -> tuple[int, int]:
     if not folder.is_dir():
         raise FileNotFoundError(f"--images: not a folder: {folder}")
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
@@ -180,23 +185,9 @@ def _edit_folder(edit_one: Editor, folder: Path, instruction: str, out_dir: Path
                 log.warning("skipping %s", e)
                 skipped += 1
                 continue
-            edit_one(image, instruction).save(out_dir / f"{file.stem}.png")
+            opened.edit(image, instruction, options).save(out_dir / f"{file.stem}.png")
             written += 1
     return written, skipped
-
-
-def _edit_shards(
-    edit_one: Editor, shards: str | list[str], instruction: str | None, out_dir: Path, quiet: bool
-) -> tuple[int, int]:
-    counter = SkipCounter()
-    written = 0
-    samples = read_samples(shards, counter)
-    with images_bar(count_samples(shards), quiet) as bar:
-        for sample in samples:
-            edit_one(sample.source, instruction or sample.instruction).save(out_dir / image_filename(sample.key))
-            written += 1
-            bar.update()
-    return written, counter.total
 
 
 COMMANDS = edit

@@ -1,38 +1,23 @@
-"""``mredit data encode``: precompute VAE latents and text-encoder states of a shard set (see ``latents.py``).
+"""What ``mredit data encode`` computes per sample: VAE latents and text-encoder states (see ``latents.py``).
 
 Training from the result skips the frozen VAE and CLIP text encoder in every step. The images go through the
 same deterministic resize + centre crop as training (``PairedTransform`` without random crop); with ``--flip``
-the horizontally flipped pair is encoded too, and ``LatentDataModule`` picks one of the two per sample.
+the horizontally flipped pair is encoded too, and ``LatentDataModule`` picks one of the two per sample. The job
+over a shard set (Lightning ``predict``, one or many processes) is ``mredit.training.latent_encoding``.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from mredit.conditioning.feedback import encode_feedback
-from mredit.data.latents import FLIP_PREFIX, LatentShardWriter
-from mredit.data.reader import SkipCounter, decode_or_skip, iter_raw_samples, resolve_shards
+from mredit.data.latents import FLIP_PREFIX
 from mredit.data.transforms import PairedTransform, image_to_tensor
 from mredit.schema import NO_FAILURE, PERSPECTIVES, EditSample
 
-log = logging.getLogger(__name__)
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-
-
-def _batches(samples: Iterator[EditSample], size: int) -> Iterator[list[EditSample]]:
-    batch: list[EditSample] = []
-    for sample in samples:
-        batch.append(sample)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 @torch.no_grad()
@@ -64,56 +49,36 @@ def encode_batch(samples: list[EditSample], vae, text_encoder, tokenizer, transf
     return [{key: value[index] for key, value in out.items()} for index in range(len(samples))]
 
 
-def encode_shards(
-    encoders: tuple[Any, Any, Any],
-    shards: str | list[str],
-    out_dir: str | Path,
-    resolution: int = 256,
-    flip: bool = False,
-    batch_size: int = 8,
-    dtype: str = "float16",
-    shard_size: int = 1000,
-    device: str = "cpu",
-    model: str | None = None,
-) -> dict[str, Any]:
-    """Encode every readable sample of ``shards`` into ``out_dir``; returns the manifest (with skip counts).
+def latent_info(sample: EditSample) -> dict[str, Any]:
+    """The ``<n>.json`` member of a latent sample: key, instruction, feedback, scores, reward mask, meta."""
+    reward = sample.reward
+    return {
+        "key": sample.key,
+        "instruction": sample.instruction,
+        "feedback": list(reward.feedbacks) if reward else [NO_FAILURE] * len(PERSPECTIVES),
+        "scores": list(reward.scores) if reward else [0.0] * len(PERSPECTIVES),
+        "reward_mask": reward is not None,
+        "meta": sample.meta,
+    }
 
-    ``encoders`` is ``(vae, text_encoder, tokenizer)``, loaded already (``mredit.models.loading.load_encoders``);
-    they are moved to ``device``. ``model`` names where they came from, for the manifest's provenance.
-    """
+
+def check_encode_options(dtype: str, batch_size: int) -> None:
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    urls = resolve_shards(shards)
+
+
+def encode_samples(
+    samples: list[EditSample], encoders: tuple[Any, Any, Any], transform: PairedTransform, flip: bool, dtype: str
+) -> list[tuple[dict[str, torch.Tensor], dict[str, Any]]]:
+    """Per sample, what a ``LatentShardWriter`` stores: its tensors (floats at ``dtype``) and its ``latent_info``.
+
+    ``encoders`` is ``(vae, text_encoder, tokenizer)`` (``mredit.models.loading.load_encoders``), on the device
+    the batch is to be encoded on."""
     vae, text_encoder, tokenizer = encoders
-    vae.to(device)
-    text_encoder.to(device)
-    transform = PairedTransform(resolution=resolution)
-    counter = SkipCounter()
-    provenance = {
-        "model": None if model is None else str(model),
-        "shards": urls,
-        "resolution": resolution,
-        "flip": flip,
-        "dtype": dtype,
-    }
-    with LatentShardWriter(out_dir, shard_size=shard_size, provenance=provenance) as writer:
-        for batch in _batches(decode_or_skip(iter_raw_samples(urls, counter), counter), batch_size):
-            for sample, tensors in zip(batch, encode_batch(batch, vae, text_encoder, tokenizer, transform, flip)):
-                reward = sample.reward
-                info = {
-                    "key": sample.key,
-                    "instruction": sample.instruction,
-                    "feedback": list(reward.feedbacks) if reward else [NO_FAILURE] * len(PERSPECTIVES),
-                    "scores": list(reward.scores) if reward else [0.0] * len(PERSPECTIVES),
-                    "reward_mask": reward is not None,
-                    "meta": sample.meta,
-                }
-                floats = {k: v.to(DTYPES[dtype]) if v.is_floating_point() else v for k, v in tensors.items()}
-                writer.write(floats, info)
-        writer.provenance["skipped"] = counter.counts()
-    manifest = writer.close()
-    if counter.total:
-        log.warning("skipped %d unreadable samples: %s", counter.total, counter.counts())
-    return manifest
+    records = []
+    for sample, tensors in zip(samples, encode_batch(samples, vae, text_encoder, tokenizer, transform, flip)):
+        floats = {k: v.to(DTYPES[dtype]) if v.is_floating_point() else v for k, v in tensors.items()}
+        records.append((floats, latent_info(sample)))
+    return records

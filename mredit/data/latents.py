@@ -45,13 +45,35 @@ SHARED_KEYS = ("instruction_embeds", "feedback_pooled", "feedback_tokens", "feed
 FLIP_PREFIX = "flip."
 
 
-class LatentShardWriter:
-    """Write encoded samples to ``<out>/latents-000000.tar, ...`` and a manifest on close (context manager)."""
+def latent_manifest(shards: list[dict[str, Any]], provenance: dict[str, Any]) -> dict[str, Any]:
+    """The ``manifest.json`` of a latent shard set: its shards (``{"path", "num_samples"}``) and provenance."""
+    return {
+        "format": LATENT_FORMAT,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "num_samples": sum(shard["num_samples"] for shard in shards),
+        "shards": shards,
+        "provenance": provenance,
+    }
 
-    def __init__(self, out_dir: str | os.PathLike, shard_size: int = 1000, provenance: dict | None = None) -> None:
+
+class LatentShardWriter:
+    """Write encoded samples to ``<out>/<prefix>-000000.tar, ...`` and a manifest on close (context manager).
+
+    ``write_manifest=False``: ``close`` only returns it (one process of several writes its own shards; the
+    manifest of them all is written once, by ``mredit.training.latent_encoding``)."""
+
+    def __init__(
+        self,
+        out_dir: str | os.PathLike,
+        shard_size: int = 1000,
+        provenance: dict | None = None,
+        prefix: str = "latents",
+        write_manifest: bool = True,
+    ) -> None:
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.shard_size, self.provenance = shard_size, dict(provenance or {})
+        self.prefix, self.write_manifest = prefix, write_manifest
         self.shards: list[dict[str, Any]] = []
         self._writer: wds.TarWriter | None = None
         self._count = 0
@@ -66,7 +88,7 @@ class LatentShardWriter:
         if self._writer is None or self.shards[-1]["num_samples"] >= self.shard_size:
             if self._writer is not None:
                 self._writer.close()
-            name = f"latents-{len(self.shards):06d}.tar"
+            name = f"{self.prefix}-{len(self.shards):06d}.tar"
             self._writer = wds.TarWriter(str(self.out_dir / name))
             self.shards.append({"path": name, "num_samples": 0})
         payload = save_tensors({k: v.contiguous().cpu() for k, v in tensors.items()})
@@ -79,14 +101,9 @@ class LatentShardWriter:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
-        manifest = {
-            "format": LATENT_FORMAT,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "num_samples": self._count,
-            "shards": self.shards,
-            "provenance": self.provenance,
-        }
-        (self.out_dir / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2))
+        manifest = latent_manifest(self.shards, self.provenance)
+        if self.write_manifest:
+            (self.out_dir / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2))
         return manifest
 
 

@@ -185,6 +185,14 @@ class EditingModel:
         sample = self._scheduler_config.get("prediction_type") == "sample"  # x0: Euler ancestral cannot sample it
         return (AUTO_SCHEDULER, *(name for name in SCHEDULERS if not (sample and name == "euler_a")))
 
+    @property
+    def torch_modules(self) -> list[torch.nn.Module]:
+        """The modules that sample (the pipeline's components, or the module): what a Lightning job moves to its
+        device (``mredit.editing.shard_editing``)."""
+        if self.pipe is None:
+            return [self.module]
+        return [part for part in self.pipe.components.values() if isinstance(part, torch.nn.Module)]
+
     def fitted_size(self, size: tuple[int, int]) -> tuple[int, int]:
         """The size an input of ``size`` (width, height) is edited at."""
         return fitted_size(*size, resolution=self.resolution.resolution, multiple=self.size_multiple)

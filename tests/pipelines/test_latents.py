@@ -83,9 +83,9 @@ def test_encode_skips_and_counts_a_corrupt_sample(encoded, tmp_path) -> None:
     import webdataset as wds
     from PIL import Image
 
-    from mredit.data.encode import encode_shards
     from mredit.models.loading import load_encoders
     from mredit.schema import SOURCE_PREFIX, EditSample, encode_sample
+    from mredit.training.latent_encoding import encode_shards
 
     _, root = encoded
     shard = tmp_path / "mixed-000000.tar"
