@@ -8,7 +8,7 @@ ARGS ?=
 TORCH_CPU_VERSION ?= 2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: help install test lint format synth train demo serve clean
+.PHONY: help install test lint format synth train demo serve clean gpu-check
 
 help: ## list the targets
 	@grep -E '^[a-z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-10s %s\n", $$1, $$2}'
@@ -66,6 +66,17 @@ serve: install ## after make demo: its reward model beside its baseline in a bro
 		{ echo "make serve: no demo models in $(DEMO_OUT)/runs: run make demo first (or: mredit serve --model ...)"; exit 1; }
 	$(VENV)/bin/mredit serve --model $(DEMO_OUT)/runs/reward/final.ckpt --baseline $(DEMO_OUT)/runs/baseline/final.ckpt \
 		--examples $(DEMO_OUT)/data/test --threads 1 $(ARGS)
+
+# A lent GPU machine has no .venv: its python3 holds torch, lightning and transformers; the packages below come from
+# the git-ignored .whl/ folder (bring it along), and mredit is installed in place, each only when missing.
+GPU_PY = $(if $(wildcard $(PY)),$(PY),python3)
+GPU_WHEELS ?= diffusers importlib_metadata simplejpeg
+gpu-check: ## first thing on a lent GPU: every GPU figure in <= 8 min to reports/gpu/ [ARGS="--dry-run": CPU, tiny]
+	@for m in $(GPU_WHEELS); do $(GPU_PY) -c "import $$m" 2>/dev/null || $(GPU_PY) -m pip install -q --no-deps \
+		--no-index .whl/$$m-*.whl || { echo "make gpu-check: $$m is missing and .whl/ has no wheel of it"; exit 1; }; done
+	@$(GPU_PY) -P -c "import mredit" 2>/dev/null || $(GPU_PY) -m pip install -q --no-deps --no-build-isolation -e . \
+		|| echo "make gpu-check: could not install mredit; running it from this folder (PYTHONPATH)"
+	PYTHONPATH=$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH} $(GPU_PY) benchmarks/gpu_check.py $(ARGS)
 
 clean: ## remove caches and run outputs (keeps .venv)
 	rm -rf .pytest_cache .ruff_cache lightning_logs reports/demo runs

@@ -3,8 +3,9 @@
 One optimiser step of ``InstructPix2PixModule`` with the official reward conditioner, on an image batch (the
 step runs the frozen VAE on source and target and the CLIP text encoder on the instruction and the feedback)
 versus the same batch precomputed (the step runs only the UNet and the conditioner). Prints ms/step and the
-ratio. The default is a tiny CPU model with a tiny AutoencoderKL; ``--gpu`` uses SD1.5-sized random components
-at 256 px, batch 4, bf16 autocast, on CUDA.
+ratio. The default is a tiny CPU model with a tiny AutoencoderKL; ``--gpu`` loads the random-weight SD1.5
+InstructPix2Pix folder of ``mredit.models.random_init`` at 256 px, batch 4, bf16 autocast, on CUDA.
+``image_batch`` and ``precompute`` are also the batches of ``train_step.py`` and ``gpu_check.py``.
 
     python benchmarks/precomputed_latents.py
     python benchmarks/precomputed_latents.py --gpu
@@ -19,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sample import components
+from harness import random_sd15_ip2p, synchronize
+from sample import tiny_components
 
 from mredit.conditioning.base import FeedbackEmbedding
 from mredit.conditioning.feedback import encode_feedback
@@ -68,16 +70,14 @@ def step_time(module, batch: dict, steps: int, device: str, autocast: torch.dtyp
     optimizer = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=1e-5)
     times = []
     for index in range(steps + 1):  # the first step is warm-up
-        if device == "cuda":
-            torch.cuda.synchronize()
+        synchronize(device)
         start = time.perf_counter()
         with torch.autocast(device, dtype=autocast, enabled=autocast is not None):
             loss = module.diffusion_loss(batch)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        if device == "cuda":
-            torch.cuda.synchronize()
+        synchronize(device)
         if index:
             times.append(time.perf_counter() - start)
     return float(np.median(times))
@@ -93,9 +93,10 @@ def main() -> None:
     device, autocast = ("cuda", torch.bfloat16) if args.gpu else ("cpu", None)
     resolution = args.resolution or (256 if args.gpu else 64)
     torch.manual_seed(0)
-    with tempfile.TemporaryDirectory() as folder:
-        save_components(components(args.gpu), Path(folder))
-        module = InstructPix2PixModule(pretrained_path=folder, conditioning_dropout=0.05, use_ema=False)
+    with random_sd15_ip2p() if args.gpu else tempfile.TemporaryDirectory() as folder:
+        if not args.gpu:
+            save_components(tiny_components(), Path(folder))
+        module = InstructPix2PixModule(pretrained_path=str(folder), conditioning_dropout=0.05, use_ema=False)
     conditioner = build_conditioner("official", module.unet.config, module.text_encoder.config.hidden_size)
     module.attach_reward_conditioner(conditioner)
     module.to(device).train()

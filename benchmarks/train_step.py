@@ -4,98 +4,93 @@ CPU (default): the tiny model; the goal is Lightning / plain >= 0.97 (the framew
 
     python benchmarks/train_step.py --steps 30 --batch-size 16
 
-GPU (``--gpu``): the published SD1.5 UNet config (8 input channels, random weights) with the SD VAE and CLIP-L
-configs (random weights), 256 px, bf16 autocast; prints images/s, MFU and peak memory. ``--precomputed``
-feeds latent batches (no VAE/CLIP in the step). FLOPs per sample are fixed counts, and docs/benchmarks.md says
-how they were counted: UNet fwd+bwd 537.39 GF at 32x32 latents, VAE encoder 272.72 GF per 256 px image (two per
-sample), CLIP-L text 13.30 GF; MFU = FLOPs/s / peak (dense bf16, 989.4 TFLOP/s H100).
+GPU (``--gpu``): the random-weight SD1.5 InstructPix2Pix folder of ``mredit.models.random_init`` (published
+UNet, VAE and CLIP-L configurations, 8 UNet input channels), 256 px, bf16 autocast; prints images/s, MFU and peak
+memory. ``--precomputed`` feeds latent batches (no VAE/CLIP in the step). The FLOPs per sample are counted on one
+sample of the batch (``flops_per_sample``; docs/benchmarks.md gives the SD1.5 counts); MFU = FLOPs/s / the dense
+bf16 peak of the GPU (``benchmarks/common.py``, or ``--peak-tflops``).
 
     python benchmarks/train_step.py --gpu --batch-size 32 --steps 50 [--compile] [--channels-last]
+
+``benchmarks/gpu_check.py`` runs these functions stage by stage on a lent GPU.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from contextlib import nullcontext
+from dataclasses import dataclass
 
 import lightning.pytorch as pl
 import torch
+from harness import peak_tflops, random_sd15_ip2p, synchronize
+from precomputed_latents import image_batch, precompute
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.flop_counter import FlopCounterMode
 
+from mredit.conditioning.registry import build_conditioner
 from mredit.models.ip2p import InstructPix2PixModule
 
-UNET_FWD_BWD_GF, VAE_ENCODE_GF, CLIP_TEXT_GF = 537.39, 272.72, 13.30
-SD15_UNET = {
-    "sample_size": 32,
-    "in_channels": 8,
-    "out_channels": 4,
-    "block_out_channels": [320, 640, 1280, 1280],
-    "layers_per_block": 2,
-    "down_block_types": ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
-    "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
-    "cross_attention_dim": 768,
-    "attention_head_dim": 8,
-    "norm_num_groups": 32,
-}
-CLIP_L_TEXT = {"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12, "num_attention_heads": 12}
-SD_VAE = {
-    "_class_name": "AutoencoderKL",
-    "in_channels": 3,
-    "out_channels": 3,
-    "latent_channels": 4,
-    "block_out_channels": [128, 256, 512, 512],
-    "layers_per_block": 2,
-    "down_block_types": ["DownEncoderBlock2D"] * 4,
-    "up_block_types": ["UpDecoderBlock2D"] * 4,
-    "scaling_factor": 0.18215,
-}
-SD_SCHEDULER = {
-    "beta_schedule": "scaled_linear",
-    "beta_start": 0.00085,
-    "beta_end": 0.012,
-    "prediction_type": "epsilon",
-}
+GPU_RESOLUTION = 256
 
 
-def build(args: argparse.Namespace) -> tuple[InstructPix2PixModule, dict]:
+def build_module(
+    pretrained_path: str | None = None,
+    gradient_checkpointing: bool = False,
+    channels_last: bool = False,
+    compile_unet: bool = False,
+    rewards: bool = False,
+) -> InstructPix2PixModule:
+    """The module from a diffusers folder (None: the tiny CPU model); ``rewards`` attaches the official
+    conditioner (rewards on: its modules train and run in every step)."""
     torch.manual_seed(0)
-    if args.gpu:
-        module = InstructPix2PixModule(
-            unet_config=SD15_UNET,
-            text_encoder_config=CLIP_L_TEXT,
-            vae_config=SD_VAE,
-            scheduler_config=SD_SCHEDULER,
-            gradient_checkpointing=args.gradient_checkpointing,
-            channels_last=args.channels_last,
-            compile_unet=args.compile,
-        )
-        resolution = 256
+    if pretrained_path is None:
+        module = InstructPix2PixModule(learning_rate=1e-3, gradient_checkpointing=gradient_checkpointing)
     else:
-        module = InstructPix2PixModule(learning_rate=1e-3)
-        resolution = args.resolution
-    if args.gpu:  # the latents of --precomputed are encoded on the GPU too
-        module.to("cuda")
-    b = args.batch_size
-    source = torch.rand(b, 3, resolution, resolution, device=module.device) * 2 - 1
-    batch = {
-        "key": [str(i) for i in range(b)],
-        "source": source,
-        "target": source.flip(-1),
-        "instruction": ["turn the circle red"] * b,
-        "scores": torch.full((b, 3), 5.0, device=module.device),
-        "feedback": [["None"] * 3] * b,
-        "reward_mask": torch.ones(b, dtype=torch.bool, device=module.device),
-    }
-    if args.precomputed:
-        with torch.no_grad():
-            posterior = module.vae.encode(batch["target"]).latent_dist
-            batch = {
-                "key": batch["key"],
-                "source_latents": module.vae.encode(batch["source"]).latent_dist.mode(),
-                "target_latent_mean": posterior.mean,
-                "target_latent_logvar": posterior.logvar,
-                "instruction_embeds": module.encode_instructions(batch["instruction"]),
-            }
-    return module, batch
+        module = InstructPix2PixModule(
+            pretrained_path=pretrained_path,
+            gradient_checkpointing=gradient_checkpointing,
+            channels_last=channels_last,
+            compile_unet=compile_unet,
+        )
+    if rewards:
+        text_dim = module.text_encoder.config.hidden_size
+        module.attach_reward_conditioner(build_conditioner("official", module.unet.config, text_dim))
+    return module
+
+
+def training_batch(module: InstructPix2PixModule, batch_size: int, resolution: int, precomputed: bool) -> dict:
+    """A batch on the module's device: images, instructions, scores and feedback, or (``precomputed``) what
+    ``mredit data encode`` stores instead: latents and text embeddings, encoded here by the module itself."""
+    images = image_batch(batch_size, resolution, str(module.device))
+    return precompute(module, images) if precomputed else images
+
+
+def flops_per_sample(module: InstructPix2PixModule, batch: dict) -> float:
+    """Model FLOPs of one training sample: ``diffusion_loss`` and its backward on the batch's first sample, counted
+    by ``FlopCounterMode`` (a multiply-accumulate is 2 FLOPs; matmuls and convolutions, as MFU conventionally
+    counts). In eval mode (the dropout branch would add a null-text encoding), eager (a compiled UNet would compile
+    for batch 1), without gradient checkpointing (its recompute is not model FLOPs), with the math attention, whose
+    matmuls the counter sees on every device."""
+    one = {key: value[:1] for key, value in batch.items()}
+    was_training, checkpointing = module.training, module.unet.is_gradient_checkpointing
+    module.eval()
+    if checkpointing:
+        module.unet.disable_gradient_checkpointing()
+    try:
+        with (
+            torch.compiler.set_stance("force_eager"),
+            sdpa_kernel(SDPBackend.MATH),
+            FlopCounterMode(display=False) as c,
+        ):
+            module.diffusion_loss(one).backward()
+    finally:
+        module.zero_grad(set_to_none=True)
+        module.train(was_training)
+        if checkpointing:
+            module.unet.enable_gradient_checkpointing()
+    return float(c.get_total_flops())
 
 
 class _Repeat(torch.utils.data.IterableDataset):
@@ -107,33 +102,38 @@ class _Repeat(torch.utils.data.IterableDataset):
             yield self.batch
 
 
+@dataclass
+class TimedRun:
+    images_per_second: float
+    warmup_seconds: float  # the untimed first steps (with torch.compile: mostly compilation)
+
+
 class _Timer(pl.Callback):
     def __init__(self, warmup: int) -> None:
-        self.warmup, self.start = warmup, None
+        self.warmup, self.begin, self.start = warmup, 0.0, None
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.begin = time.perf_counter()
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if trainer.global_step == self.warmup and self.start is None:
-            _sync(pl_module.device)
+            synchronize(pl_module.device)
             self.start = time.perf_counter()
 
     def on_train_end(self, trainer, pl_module) -> None:
-        _sync(pl_module.device)
+        synchronize(pl_module.device)
         self.elapsed = time.perf_counter() - self.start
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def run_lightning(args: argparse.Namespace) -> float:
-    module, batch = build(args)
-    timer = _Timer(args.warmup)
+def lightning_run(module: InstructPix2PixModule, batch: dict, steps: int, warmup: int, gpu: bool) -> TimedRun:
+    """``warmup`` + ``steps`` optimizer steps of ``Trainer.fit`` on the batch (bf16-mixed on the GPU, fp32 on the
+    CPU, gradient clipping, AdamW + EMA); images/s over the timed steps."""
+    timer = _Timer(warmup)
     trainer = pl.Trainer(
-        accelerator="gpu" if args.gpu else "cpu",
+        accelerator="gpu" if gpu else "cpu",
         devices=1,
-        precision="bf16-mixed" if args.gpu else "32-true",
-        max_steps=args.warmup + args.steps,
+        precision="bf16-mixed" if gpu else "32-true",
+        max_steps=warmup + steps,
         gradient_clip_val=1.0,
         logger=False,
         enable_checkpointing=False,
@@ -143,25 +143,25 @@ def run_lightning(args: argparse.Namespace) -> float:
     )
     loader = torch.utils.data.DataLoader(_Repeat(batch), batch_size=None)
     trainer.fit(module, loader)
-    return args.steps * args.batch_size / timer.elapsed
+    return TimedRun(steps * _batch_size(batch) / timer.elapsed, timer.start - timer.begin)
 
 
-def run_plain(args: argparse.Namespace) -> float:
+def plain_run(module: InstructPix2PixModule, batch: dict, steps: int, warmup: int, gpu: bool) -> TimedRun:
     """The same step by hand: loss, backward, clip, AdamW, EMA update, LR schedule."""
-    module, batch = build(args)
-    device = torch.device("cuda" if args.gpu else "cpu")
+    device = torch.device("cuda" if gpu else "cpu")
+    begin = time.perf_counter()
     module.to(device).train()
-    if args.gpu:
+    if gpu:
         module.vae.to(torch.bfloat16)
         module.text_encoder.to(torch.bfloat16)
     batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
     optimizers = module.configure_optimizers()
     optimizer, scheduler = optimizers["optimizer"], optimizers["lr_scheduler"]["scheduler"]
     params = [p for _, p in module.trainable_named_parameters()]
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.gpu)
-    for step in range(args.warmup + args.steps):
-        if step == args.warmup:
-            _sync(device)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=gpu)
+    for step in range(warmup + steps):
+        if step == warmup:
+            synchronize(device)
             start = time.perf_counter()
         with autocast:
             loss = module.diffusion_loss(batch)
@@ -171,8 +171,12 @@ def run_plain(args: argparse.Namespace) -> float:
         optimizer.zero_grad(set_to_none=True)
         scheduler.step()
         module.ema.update(module.trainable_named_parameters())
-    _sync(device)
-    return args.steps * args.batch_size / (time.perf_counter() - start)
+    synchronize(device)
+    return TimedRun(steps * _batch_size(batch) / (time.perf_counter() - start), start - begin)
+
+
+def _batch_size(batch: dict) -> int:
+    return len(batch["key"])
 
 
 def main() -> None:
@@ -187,27 +191,43 @@ def main() -> None:
     parser.add_argument("--gradient-checkpointing", action="store_true")
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--compile", action="store_true")
-    parser.add_argument("--peak-tflops", type=float, default=989.4, help="dense bf16 peak of the GPU")
+    parser.add_argument("--peak-tflops", type=float, default=None, help="dense bf16 peak (default: by GPU name)")
     args = parser.parse_args()
     if args.gpu and not torch.cuda.is_available():
         raise SystemExit("--gpu needs a CUDA device")
     torch.set_float32_matmul_precision("high")
-    lightning, plain = [], []
-    for _ in range(args.repeats):  # alternate so that load changes on a shared machine hit both
-        plain.append(run_plain(args))
-        if args.gpu:
-            torch.cuda.reset_peak_memory_stats()
-        lightning.append(run_lightning(args))
+    resolution = GPU_RESOLUTION if args.gpu else args.resolution
+    options = dict(
+        gradient_checkpointing=args.gradient_checkpointing, channels_last=args.channels_last, compile_unet=args.compile
+    )
+    lightning, plain, flops = [], [], []
+    with random_sd15_ip2p() if args.gpu else nullcontext() as folder:
+
+        def measure(loop) -> float:
+            module = build_module(str(folder) if folder else None, **options)
+            if args.gpu:  # the latents of --precomputed are encoded on the GPU too
+                module.to("cuda")
+            batch = training_batch(module, args.batch_size, resolution, args.precomputed)
+            if not flops:
+                flops.append(flops_per_sample(module, batch))
+            return loop(module, batch, args.steps, args.warmup, args.gpu).images_per_second
+
+        for _ in range(args.repeats):  # alternate so that load changes on a shared machine hit both
+            plain.append(measure(plain_run))
+            if args.gpu:
+                torch.cuda.reset_peak_memory_stats()
+            lightning.append(measure(lightning_run))
     best_l, best_p = max(lightning), max(plain)
     mode = "gpu SD1.5 UNet 256px bf16" if args.gpu else f"cpu tiny {args.resolution}px fp32"
     print(f"mode: {mode}, batch {args.batch_size}, {args.steps} timed steps, precomputed={args.precomputed}")
     print(f"plain PyTorch loop : {best_p:8.2f} images/s  (runs: {', '.join(f'{v:.2f}' for v in plain)})")
     print(f"Lightning Trainer  : {best_l:8.2f} images/s  (runs: {', '.join(f'{v:.2f}' for v in lightning)})")
     print(f"ratio Lightning / plain: {best_l / best_p:.3f}  (goal >= 0.97)")
+    print(f"FLOPs/sample {flops[0] / 1e9:.2f} GF (counted)")
+    peak = peak_tflops("cuda" if args.gpu else "cpu", args.peak_tflops)
+    if peak is not None:
+        print(f"MFU {100 * best_l * flops[0] / (peak * 1e12):.1f} % of {peak} TFLOP/s")
     if args.gpu:
-        gf = UNET_FWD_BWD_GF + (0 if args.precomputed else 2 * VAE_ENCODE_GF + CLIP_TEXT_GF)
-        mfu = best_l * gf * 1e9 / (args.peak_tflops * 1e12)
-        print(f"FLOPs/sample {gf:.1f} GF, MFU {100 * mfu:.1f} % of {args.peak_tflops} TFLOP/s")
         print(f"peak memory (Lightning run): {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")
 
 

@@ -92,7 +92,7 @@ def test_conv_in_hooks_add_spatial_before_reward(smartedit_module):
         expected = module.unet.conv_in(sample) + spatial
         assert torch.allclose(seen[0], expected, atol=1e-6)  # reward sees conv_in(x) + v_sp
         conv = module.unet.conv_in  # a plain convolution again after the call: its hook's slots are empty
-        assert torch.equal(conv(sample), conv._conv_forward(sample, conv.weight, conv.bias))
+        assert torch.equal(conv(sample), torch.nn.functional.conv2d(sample, conv.weight, conv.bias, 1, conv.padding))
         plain = module.unet_forward(sample, timesteps, text, None, None)
         zero = module.unet_forward(sample, timesteps, text, torch.zeros_like(spatial), None)
         assert torch.equal(plain, zero)
