@@ -36,6 +36,7 @@ TOOL_GROUPS: dict[str, tuple[str, str, str]] = {
     "serve": ("mredit.cli.serve", "COMMANDS", "serve an interactive editor page with reward sliders (gradio)"),
     "export": ("mredit.cli.export", "COMMANDS", "export a checkpoint to a diffusers-layout folder"),
     "import": ("mredit.cli.export", "IMPORT_COMMANDS", "import released weights: official (Reward-InsPix2Pix)"),
+    "init-random": ("mredit.cli.init_random", "COMMANDS", "random-weight SD1.5 / LLaVA folders for wiring checks"),
 }
 _TOP = CommandGroup(
     "Instruction-based image editing with multi-reward conditioning.\n\n"
