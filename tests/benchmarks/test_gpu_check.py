@@ -51,8 +51,18 @@ def _positive(value) -> bool:
 def test_dry_run_writes_every_stage_and_the_summary(tmp_path):
     out = tmp_path / "gpu"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, str(BENCHMARKS / "gpu_check.py"), "--dry-run", "--out", str(out), "--peak-tflops", "2"]
-    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    command = [
+        sys.executable,
+        str(BENCHMARKS / "gpu_check.py"),
+        "--dry-run",
+        "--out",
+        str(out),
+        "--peak-tflops",
+        "2",
+        "--budget-s",
+        "1200",
+    ]
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1500)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     records = {name: json.loads((out / f"{name}.json").read_text()) for name in STAGES}
     for name, record in records.items():
