@@ -10,7 +10,6 @@ import pytest
 import torch
 from diffusers import StableDiffusionInstructPix2PixPipeline
 from safetensors.torch import load_file
-from transformers import CLIPTokenizer
 
 from mredit.cli import main
 from mredit.models import random_init
@@ -39,7 +38,14 @@ def test_sd15_ip2p_folder_loads_in_mredit_and_in_stock_diffusers(tmp_path, capsy
     out = tmp_path / "sd15-ip2p"
     assert main(["init-random", "--arch", "sd15-ip2p", "--out", str(out), "--tiny", "true"]) == 0
     assert f"export MREDIT_STAGE1_PATH={out}" in capsys.readouterr().out
-    assert {p.name for p in out.iterdir()} == {"unet", "vae", "text_encoder", "tokenizer", "scheduler", "model_index.json"}
+    assert {p.name for p in out.iterdir()} == {
+        "unet",
+        "vae",
+        "text_encoder",
+        "tokenizer",
+        "scheduler",
+        "model_index.json",
+    }
     assert {p.name for p in (out / "tokenizer").iterdir()} == {
         *("vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json")
     }
@@ -86,7 +92,11 @@ def test_llava_folder_loads_as_smartedit_reads_llava(tmp_path, monkeypatch):
     assert parts.llm.config.num_hidden_layers == 1 and parts.llm.config.hidden_size == 64
     assert parts.projector.weight.shape == (64, 32) and parts.vision_tower.config.image_size == 32
     tokenizer = parts.tokenizer
-    assert len(tokenizer) == 32000 and (tokenizer.unk_token_id, tokenizer.bos_token_id, tokenizer.eos_token_id) == (0, 1, 2)
+    assert len(tokenizer) == 32000 and (tokenizer.unk_token_id, tokenizer.bos_token_id, tokenizer.eos_token_id) == (
+        0,
+        1,
+        2,
+    )
     assert tokenizer.convert_tokens_to_ids("<0x41>") == 3 + 0x41
     text = "Make the sky purple, 2x!"
     assert tokenizer.decode(tokenizer(text, add_special_tokens=False).input_ids) == text
