@@ -176,6 +176,10 @@ class EditDataModule(pl.LightningDataModule):
         val_samples: cap on validation samples per epoch over all ranks (``None``: every sample once).
         draft_decode: decode JPEGs at a reduced scale when the resolution allows it (much faster; the crops are
             the same regions, resampled from a smaller decode).
+        cache_samples: keep up to this many decoded training samples in memory after the first epoch and shuffle
+            them in later epochs instead of reading the shards again (0: off). For small datasets read in-process
+            (``num_workers=0``; worker processes restart every epoch): the tiny configs. A rank whose slice holds
+            more samples warns and streams as usual. Crops and flips still differ per epoch.
         seed: shard order, shuffle buffer, crops and flips are deterministic given the seed.
 
     Skipped samples are counted per split (``skipped``); ``mredit.callbacks.skipped_samples.SkippedSamplesLogger``
@@ -199,6 +203,7 @@ class EditDataModule(pl.LightningDataModule):
         samples_per_epoch: int | None = None,
         val_samples: int | None = None,
         draft_decode: bool = True,
+        cache_samples: int = 0,
         seed: int = 0,
     ) -> None:
         super().__init__()
@@ -206,6 +211,13 @@ class EditDataModule(pl.LightningDataModule):
             raise ValueError("batch_size and resolution must be >= 1, num_workers and shuffle_buffer >= 0")
         if predict_resolution is not None and predict_resolution < 1:
             raise ValueError(f"predict_resolution must be >= 1, got {predict_resolution}")
+        if cache_samples < 0:
+            raise ValueError(f"cache_samples must be >= 0, got {cache_samples}")
+        if cache_samples and num_workers:
+            raise ValueError(
+                f"cache_samples={cache_samples} needs num_workers=0 (worker processes restart every epoch and would"
+                f" drop the cache), got num_workers={num_workers}: set data.cache_samples=0 to decode in workers"
+            )
         if resampled and not samples_per_epoch:
             raise ValueError("resampled=True needs samples_per_epoch (a resampled stream is infinite)")
         self.save_hyperparameters()
@@ -214,7 +226,7 @@ class EditDataModule(pl.LightningDataModule):
         self.predict_resolution = predict_resolution
         self.random_crop, self.random_flip, self.shuffle_buffer = random_crop, random_flip, shuffle_buffer
         self.resampled, self.samples_per_epoch, self.val_samples = resampled, samples_per_epoch, val_samples
-        self.draft_decode, self.seed = draft_decode, seed
+        self.draft_decode, self.cache_samples, self.seed = draft_decode, cache_samples, seed
         self.shards: dict[str, list[str]] = {}
         self.skip_counters: dict[str, SkipCounter] = {}
 
@@ -297,6 +309,7 @@ class EditDataModule(pl.LightningDataModule):
             seed=self.seed,
             draft_size=(resolution, resolution) if self.draft_decode else None,
             counter=self.skip_counters[split],
+            cache_samples=self.cache_samples if training else 0,
         )
         cap = {"train": self.samples_per_epoch, "val": self.val_samples}.get(split)
         max_batches = max(1, cap // (world_size * self.batch_size)) if training and cap else None

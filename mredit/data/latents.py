@@ -89,7 +89,8 @@ class LatentShardWriter:
             if self._writer is not None:
                 self._writer.close()
             name = f"{self.prefix}-{len(self.shards):06d}.tar"
-            self._writer = wds.TarWriter(str(self.out_dir / name))
+            # whole-second mtime: no PAX extended header per member (ShardSetWriter says why)
+            self._writer = wds.TarWriter(str(self.out_dir / name), mtime=int(time.time()))
             self.shards.append({"path": name, "num_samples": 0})
         payload = save_tensors({k: v.contiguous().cpu() for k, v in tensors.items()})
         # the sample key may contain dots; the member name uses a running index and json keeps the key

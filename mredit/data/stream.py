@@ -6,6 +6,10 @@ explicitly by the datamodule instead of being read from the environment, so they
 ``torch.distributed`` env variables. Shards are read with ``mredit.data.reader``; a sample that cannot be used
 (corrupt image, missing member, bad ``reward.json``, a failing transform...) is logged with its reason, counted in
 a ``SkipCounter`` shared by all workers of the process, and iteration goes on.
+
+With ``cache_samples``, the decoded samples of the first epoch are kept in memory (up to that many) and later
+epochs shuffle them instead of reading and decoding the shards again: for small datasets trained in-process, such
+as the tiny synthetic ones, where reading and decoding was an eighth of a training step.
 """
 
 from __future__ import annotations
@@ -66,6 +70,7 @@ class EditStream(IterableDataset):
         seed: int = 0,
         draft_size: tuple[int, int] | None = None,
         counter: SkipCounter | None = None,
+        cache_samples: int = 0,
     ) -> None:
         super().__init__()
         if not shards:
@@ -78,6 +83,10 @@ class EditStream(IterableDataset):
         self.seed, self.draft_size = seed, draft_size
         self.counter = counter if counter is not None else SkipCounter()
         self.epoch = 0
+        if cache_samples < 0:
+            raise ValueError(f"cache_samples must be >= 0, got {cache_samples}")
+        self.cache_samples = 0 if resampled else cache_samples  # a resampled stream has no epoch to repeat
+        self._cache: list[EditSample] | None = None  # the first epoch's decoded samples, in decode order
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -105,13 +114,66 @@ class EditStream(IterableDataset):
             )
         yield from mine
 
+    def _decoded(self, worker: int, num_workers: int, rng: random.Random) -> Iterator[EditSample]:
+        return decode_or_skip(
+            iter_raw_samples(self._shard_stream(worker, num_workers, rng), self.counter), self.counter, self.draft_size
+        )
+
+    def _cached_epoch(self, rng: random.Random) -> Iterator[EditSample] | None:
+        """This epoch's samples from the cache (filled first if this process starts after the first epoch), in an
+        order drawn from the epoch's seed; None when the slice does not fit ``cache_samples``."""
+        if self._cache is None:
+            epoch, self.epoch = self.epoch, 0  # the first epoch's shard slice, whatever epoch this is
+            try:
+                self._cache = self._fill_cache(self._decoded(0, 1, random.Random(f"{self.seed}-0-{self.rank}-0")))
+            finally:
+                self.epoch = epoch
+        if self._cache is None:
+            return None
+        order = list(self._cache)
+        rng.shuffle(order)
+        return iter(order)
+
+    def _fill_cache(self, samples: Iterable[EditSample]) -> list[EditSample] | None:
+        cache = []
+        for sample in samples:
+            cache.append(sample)
+            if len(cache) > self.cache_samples:
+                self._give_up_caching()
+                return None
+        return cache
+
+    def _give_up_caching(self) -> None:
+        log.warning(
+            "cache_samples=%d: this rank's slice of the shards holds more samples; streaming them every epoch",
+            self.cache_samples,
+        )
+        self.cache_samples, self._cache = 0, None
+
+    def _recorded(self, samples: Iterable[EditSample]) -> Iterator[EditSample]:
+        """``samples`` passed through while they are kept; the cache is complete once they are exhausted."""
+        kept: list[EditSample] = []
+        for sample in samples:
+            if self.cache_samples:
+                kept.append(sample)
+                if len(kept) > self.cache_samples:
+                    self._give_up_caching()
+                    kept = []
+            yield sample
+        if self.cache_samples:
+            self._cache = kept
+
     def __iter__(self) -> Iterator[dict[str, Any]]:
         worker, num_workers = self._worker()
         rng = random.Random(f"{self.seed}-{self.epoch}-{self.rank}-{worker}")
-        samples = decode_or_skip(
-            iter_raw_samples(self._shard_stream(worker, num_workers, rng), self.counter), self.counter, self.draft_size
-        )
-        for sample in shuffle_buffer(samples, self.shuffle_size, rng):
+        caching = self.cache_samples and num_workers == 1
+        samples: Iterator[EditSample] | None = None
+        if caching and (self._cache is not None or self.epoch > 0):
+            samples = self._cached_epoch(rng)
+        if samples is None:
+            decoded = self._decoded(worker, num_workers, rng)
+            samples = shuffle_buffer(self._recorded(decoded) if caching else decoded, self.shuffle_size, rng)
+        for sample in samples:
             try:
                 yield self.to_item(sample, rng)
             except (SampleError, ValueError, OSError) as e:

@@ -71,7 +71,7 @@ RESULT_KEYS = ("yes_rate", "score", "yes_rate_ci", "score_ci", "n")
 # take about 11-12 minutes; data, editing and judging add about 2.5. With `make install` that stays under 20.
 DEFAULTS = {
     "num_train": 8000,
-    "num_test": 140,
+    "num_test": 280,
     "resolution": 16,
     "max_steps": 2000,
     "batch_size": 32,
@@ -356,7 +356,7 @@ def demo(
         fast: a few steps on a few samples, the CI smoke test (64 triplets, 14 test edits, 4 training steps at
             batch 8, 2 sampling steps); the options below override either budget.
         num_train: training triplets (default 8000).
-        num_test: clean test edits, balanced over the 7 categories (default 140).
+        num_test: clean test edits, balanced over the 7 categories (default 280).
         resolution: the image side in pixels, 16 or 32 (default 16).
         max_steps: training steps per model (default 2000).
         batch_size: training batch size (default 32).

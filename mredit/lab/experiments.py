@@ -47,6 +47,7 @@ from typing import Any, NamedTuple
 import yaml
 
 from mredit.cli.parsing import run_command
+from mredit.eval.exact import COPY_SOURCE, REGIONS
 from mredit.lab import jobs, sharing, workflow
 from mredit.lab.metrics import PROTOCOL, MetricModels, metric_models
 from mredit.lab.reports import format_aggregate_table, format_experiment_results, replace_between_markers
@@ -399,15 +400,52 @@ def aggregate_metrics(runs: list[Run], metrics: list[dict[str, Any] | None]) -> 
     return out
 
 
+def measure_exact(runs: list[Run]) -> list[dict[str, float] | None]:
+    """``workflow.exact_metrics`` of every final run (its edits and copying the source, on its seed's test set);
+    None for the learning curve's runs, in the order of ``runs``. Pixel arithmetic, so not cached."""
+    return [workflow.exact_metrics(run.edits, run.test_shards) if run.final else None for run in runs]
+
+
+def aggregate_exact(runs: list[Run], exact: list[dict[str, float] | None], reference: str | None) -> dict[str, Any]:
+    """``{"arms": {arm: {region: mean and 95% t-interval over seeds}}, "differences": {arm: {region: ...}}}`` of
+    the final runs' exact metrics; the ``copy_source`` row comes from the reference arm's test sets (or the first
+    arm's), and the differences are arm - reference paired by seed (negative: closer to the exact target)."""
+    by_arm: dict[str, dict[int, dict[str, float]]] = {}
+    for run, row in zip(runs, exact):
+        if run.final and row is not None:
+            by_arm.setdefault(run.arm, {})[run.seed] = row
+    if not by_arm:
+        return {}
+
+    def interval(rows: list[dict[str, float]], prefix: str = "") -> dict[str, Any]:
+        return {r: mean_confidence_interval([row[prefix + r] for row in rows]) for r in REGIONS}
+
+    arms = {arm: interval(list(by_seed.values())) for arm, by_seed in by_arm.items()}
+    source_arm = reference if reference in by_arm else next(iter(by_arm))
+    arms[COPY_SOURCE] = interval(list(by_arm[source_arm].values()), f"{COPY_SOURCE}_")
+    differences = {}
+    if reference in by_arm:
+        for arm, by_seed in by_arm.items():
+            shared = sorted(set(by_seed) & set(by_arm[reference]))
+            if arm == reference or not shared:
+                continue
+            differences[arm] = {
+                r: mean_confidence_interval([by_seed[s][r] - by_arm[reference][s][r] for s in shared]) for r in REGIONS
+            }
+    return {"arms": arms, "differences": differences}
+
+
 def summarise(
     experiment: Experiment,
     runs: list[Run],
     results: list[dict[str, Any]],
     metrics: list[dict[str, Any] | None] | None = None,
+    exact: list[dict[str, float] | None] | None = None,
 ) -> dict[str, Any]:
     """The payload of ``results.json``: the experiment's budget, ``aggregate`` of the final models (and, when
     checkpoints were judged along the way, a ``curve`` of the same per step), each final run's overall scores
-    and, when measured, the MagicBrush metrics of the final models (``metrics``, ``metrics_note``)."""
+    and, when measured, the exact metrics (``exact``, ``aggregate_exact``) and the MagicBrush metrics of the final
+    models (``metrics``, ``metrics_note``)."""
     final: dict[str, dict[int, dict[str, Any]]] = {arm.name: {} for arm in experiment.arms}
     by_step: dict[int, dict[str, dict[int, dict[str, Any]]]] = {}
     for run, result in zip(runs, results):
@@ -423,6 +461,8 @@ def summarise(
         **summary,
         "runs": {arm: {str(s): r["overall"] for s, r in by_seed.items()} for arm, by_seed in final.items()},
     }
+    if exact is not None and any(row is not None for row in exact):
+        payload["exact"] = aggregate_exact(runs, exact, experiment.reference)
     if metrics is not None and any(m is not None for m in metrics):
         payload["metrics"] = aggregate_metrics(runs, metrics)
         measured = next(m for m in metrics if m is not None)
@@ -486,7 +526,8 @@ def run_experiment(
     train(plan, experiment.parallel, log=log)
     edit(plan.runs, experiment.parallel, log=log)
     results = evaluate(plan.runs)
-    payload = summarise(experiment, plan.runs, results, measure(plan.runs, models or metric_models()))
+    metrics = measure(plan.runs, models or metric_models())
+    payload = summarise(experiment, plan.runs, results, metrics, measure_exact(plan.runs))
     report(experiment, payload, results_dir or experiment.directory, command, log=log)
     return payload
 

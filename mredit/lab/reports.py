@@ -310,6 +310,18 @@ def format_experiment_results(
     if summary.get("curve"):
         lines += ["", "Learning curve: following yes-rate % at each saved step (mean over seeds):", ""]
         lines.append(format_curve_table(summary["curve"]))
+    if summary.get("exact"):
+        lines += [
+            "",
+            "Exact metrics, judge-free: mean |edit - target| (pixels 0-1, lower is better) inside the edit region, "
+            "outside it and over the whole image; `copy_source` returns the source unchanged (mean ± half-width of "
+            "the 95% t-interval over seeds):",
+            "",
+            format_exact_aggregate_table(summary["exact"]["arms"]),
+        ]
+        if summary["exact"].get("differences"):
+            lines += ["", f"Exact metrics, paired differences to `{reference}` (same seed; negative is closer):", ""]
+            lines.append(format_exact_aggregate_table(summary["exact"]["differences"]))
     if summary.get("metrics"):
         lines += [
             "",
@@ -347,6 +359,22 @@ def format_metrics_table(results: Mapping[str, Mapping[str, Any]], protocol: str
                 else f"{entry['mean']:.4f}" + (f" [{ci[0]:.4f}, {ci[1]:.4f}]" if ci else "")
             )
         lines.append(f"| {model} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def format_exact_aggregate_table(aggregate: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> str:
+    """``aggregate[arm][region] = {"mean", "ci", "n"}`` (over seeds) -> ``mean ± half-width`` per arm and region."""
+    regions = list(EXACT_TITLES)
+    lines = ["| arm | seeds | " + " | ".join(EXACT_TITLES[r] for r in regions) + " |"]
+    lines.append("|---|---|" + "---|" * len(regions))
+    for arm, by_region in aggregate.items():
+        cells = []
+        for region in regions:
+            entry = by_region[region]
+            half = (entry["ci"][1] - entry["ci"][0]) / 2 if entry.get("ci") else None
+            cells.append(f"{entry['mean']:.4f}" + ("" if half is None else f" ± {half:.4f}"))
+        seeds = max(by_region[r]["n"] for r in regions)
+        lines.append(f"| {arm} | {seeds} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

@@ -24,6 +24,7 @@ from typing import Any
 from mredit.callbacks.training_monitor import step_checkpoint
 from mredit.data.convert import convert
 from mredit.eval.evaluate import evaluate_metrics
+from mredit.eval.exact import COPY_SOURCE, REGIONS, evaluate_exact
 from mredit.judge.annotate import RECORDS_NAME, annotate
 from mredit.judge.evaluate import evaluate_edits
 from mredit.lab.jobs import Job
@@ -385,3 +386,12 @@ def measure(
     summary = {"overall": results["overall"], "coverage": results["coverage"], "report": str(out_dir / "report.md")}
     _log_summary(out_dir / "metrics.log", summary)
     return results
+
+
+def exact_metrics(edits_dir: str | os.PathLike, test_shards: str | os.PathLike) -> dict[str, float]:
+    """The judge-free exact metrics of a folder of edits (``mredit.eval.exact``): the mean |edit - target| per region
+    (``inside``, ``outside``, ``whole``) and the same for copying the source (``copy_source_<region>``)."""
+    models = evaluate_exact({"edits": edits_dir}, str(test_shards))["models"]
+    row = {region: models["edits"]["overall"][region]["mean"] for region in REGIONS}
+    row.update({f"{COPY_SOURCE}_{region}": models[COPY_SOURCE]["overall"][region]["mean"] for region in REGIONS})
+    return row

@@ -40,6 +40,7 @@ class ExponentialMovingAverage:
     @torch.no_grad()
     def update(self, named_params: Iterable[tuple[str, nn.Parameter]]) -> None:
         decay = self.current_decay()
+        shadows, values = [], []
         for name, param in named_params:
             shadow = self.shadow.get(name)
             if shadow is None:
@@ -47,7 +48,10 @@ class ExponentialMovingAverage:
                 continue
             if shadow.device != param.device:
                 shadow = self.shadow[name] = shadow.to(param.device)
-            shadow.lerp_(param.detach().float(), 1.0 - decay)
+            shadows.append(shadow)
+            values.append(param.detach().float())
+        if shadows:  # one multi-tensor lerp (the same arithmetic as a lerp_ per tensor) instead of hundreds of calls
+            torch._foreach_lerp_(shadows, values, 1.0 - decay)
         self.num_updates += 1
 
     @contextmanager

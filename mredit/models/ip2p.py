@@ -21,10 +21,11 @@ from mredit.models.components import Components, build_tiny_components, load_pre
 from mredit.models.ema import EMAMixin
 from mredit.models.nan_guard import NonFiniteLossPolicy, guard_loss
 from mredit.models.objective import diffusion_objective, edit_region_balanced_mse
-from mredit.models.optimization import LRSchedulerName, lr_scheduler_config
+from mredit.models.optimization import LRSchedulerName, adamw, lr_scheduler_config
 from mredit.models.resolution import TrainedResolutionMixin
 from mredit.models.reward_mixin import RewardConditionedMixin
 from mredit.models.tiny_tokenizer import TinyTokenizer, tokenizer_words
+from mredit.models.token_cache import cached_tokenizer
 from mredit.pipelines.reward_edit import AUTO_SCHEDULER, RewardEditPipeline
 
 PRECISION_DTYPES = {"bf16-mixed": torch.bfloat16, "bf16-true": torch.bfloat16, "16-mixed": torch.float16}
@@ -55,6 +56,8 @@ class InstructPix2PixModule(EMAMixin, RewardConditionedMixin, TrainedResolutionM
         ``mredit.models.components``); ``scheduler_config`` also overrides a pretrained scheduler's config.
     tiny_tokenizer: the tiny text encoder's tokenizer: ``characters`` spells every word out; ``synth_words`` makes
         each word of the synthetic world's instructions and feedback one token (``mredit.synth.vocabulary``).
+    tokenizer_max_length: the tiny tokenizer's length in tokens (instructions and feedback texts are padded or
+        truncated to it; the text encoder keeps at least 77 positions, so checkpoints keep their shapes).
     conditioning_dropout: InstructPix2Pix dropout p: per sample, text only / text and image / image only are
         dropped with probability p each.
     edit_residual: diffuse the edit (target latents minus source latents) instead of the target; the pipeline
@@ -83,6 +86,7 @@ class InstructPix2PixModule(EMAMixin, RewardConditionedMixin, TrainedResolutionM
         vae_config: dict[str, Any] | None = None,
         scheduler_config: dict[str, Any] | None = None,
         tiny_tokenizer: TinyTokenizer = "characters",
+        tokenizer_max_length: int = 77,
         conditioning_dropout: float = 0.05,
         edit_residual: bool = False,
         train_text_encoder: bool = False,
@@ -106,14 +110,25 @@ class InstructPix2PixModule(EMAMixin, RewardConditionedMixin, TrainedResolutionM
         if not 0.0 <= conditioning_dropout <= 1.0 / 3.0:
             raise ValueError(f"conditioning_dropout must be in [0, 1/3], got {conditioning_dropout}")
         self.save_hyperparameters()
+        if tokenizer_max_length < 3:
+            raise ValueError(f"tokenizer_max_length must be >= 3 (start, a token, end), got {tokenizer_max_length}")
         if pretrained_path:
-            if tiny_tokenizer != "characters":
-                raise ValueError(f"tiny_tokenizer={tiny_tokenizer!r} is for tiny components: {pretrained_path} has one")
+            for name, value, default in (
+                ("tiny_tokenizer", tiny_tokenizer, "characters"),
+                ("tokenizer_max_length", tokenizer_max_length, 77),
+            ):
+                if value != default:
+                    raise ValueError(f"{name}={value!r} is for tiny components: {pretrained_path} has its tokenizer")
             components = load_pretrained_components(pretrained_path, scheduler_config)
         else:
             words = tokenizer_words(tiny_tokenizer)
             components = build_tiny_components(
-                unet_config, text_encoder_config, vae_config, scheduler_config, tokenizer_words=words
+                unet_config,
+                text_encoder_config,
+                vae_config,
+                scheduler_config,
+                tokenizer_max_length=tokenizer_max_length,
+                tokenizer_words=words,
             )
         self._adopt(components)
         self.init_reward_conditioning()
@@ -159,7 +174,7 @@ class InstructPix2PixModule(EMAMixin, RewardConditionedMixin, TrainedResolutionM
     def encode_instructions(self, instructions: list[str]) -> torch.Tensor:
         """CLIP last hidden states ``[B, L, D]`` of the instructions (padded to the tokenizer max length); with
         gradients only when the text encoder trains."""
-        tokens = self.tokenizer(
+        tokens = cached_tokenizer(self)(
             list(instructions),
             padding="max_length",
             max_length=self.tokenizer.model_max_length,
@@ -201,12 +216,20 @@ class InstructPix2PixModule(EMAMixin, RewardConditionedMixin, TrainedResolutionM
             source = self.vae.encode(batch["source"].to(vae_dtype)).latent_dist.mode().float()
         return target, source
 
-    def _instruction_embeds(self, batch: dict[str, Any]) -> torch.Tensor:
+    def _instruction_embeds(
+        self, batch: dict[str, Any], with_null: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(the batch's instruction embeddings, the null text embedding when ``with_null``)."""
         if "instruction_embeds" in batch:
             if self.hparams.train_text_encoder and self.training:
                 raise ValueError("precomputed instruction_embeds cannot train the text encoder: train_text_encoder")
-            return batch["instruction_embeds"]
-        return self.encode_instructions(batch["instruction"])
+            return batch["instruction_embeds"], self.null_text_embedding() if with_null else None
+        instructions = list(batch["instruction"])
+        if with_null and self.hparams.train_text_encoder:
+            # the live encoder's "" changes every step: encode it with the batch, in one call of the encoder
+            encoded = self.encode_instructions([*instructions, ""])
+            return encoded[:-1], encoded[-1:]
+        return self.encode_instructions(instructions), self.null_text_embedding() if with_null else None
 
     def _feedback(self, batch: dict[str, Any]) -> list[list[str]] | FeedbackEmbedding:
         if any(key in batch for key in ("feedback_pooled", "feedback_tokens")):
@@ -230,11 +253,13 @@ class InstructPix2PixModule(EMAMixin, RewardConditionedMixin, TrainedResolutionM
         edit = target_latents - source_latents * self.vae.config.scaling_factor
         if self.hparams.edit_residual:
             target_latents = edit
-        text = self._instruction_embeds(batch).to(self.unet.dtype)
+        dropout = self.training and self.hparams.conditioning_dropout > 0
+        text, null_text = self._instruction_embeds(batch, with_null=dropout)
+        text = text.to(self.unet.dtype)
         batch_size = target_latents.shape[0]
-        if self.training and self.hparams.conditioning_dropout > 0:
+        if dropout:
             drop_text, drop_image = self.dropout_masks(batch_size)
-            text = torch.where(drop_text.view(-1, 1, 1), self.null_text_embedding().to(text.dtype), text)
+            text = torch.where(drop_text.view(-1, 1, 1), null_text.to(text.dtype), text)
             source_latents = source_latents * (~drop_image).view(-1, 1, 1, 1).to(source_latents.dtype)
         device = target_latents.device
         noise = torch.randn(target_latents.shape, generator=generator, device=device)
@@ -301,9 +326,7 @@ class InstructPix2PixModule(EMAMixin, RewardConditionedMixin, TrainedResolutionM
     def configure_optimizers(self) -> dict[str, Any]:
         hp = self.hparams
         params = [p for _, p in self.trainable_named_parameters()]
-        optimizer = torch.optim.AdamW(
-            params, lr=hp.learning_rate, betas=tuple(hp.adam_betas), eps=hp.adam_eps, weight_decay=hp.weight_decay
-        )
+        optimizer = adamw(params, hp.learning_rate, tuple(hp.adam_betas), hp.adam_eps, hp.weight_decay)
         schedule = lr_scheduler_config(self, optimizer, hp.lr_scheduler, hp.lr_warmup_steps)
         return {"optimizer": optimizer, "lr_scheduler": schedule}
 

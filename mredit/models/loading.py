@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from lightning.pytorch.core.saving import _load_state
+from lightning.pytorch.utilities.migration.utils import _pl_migrate_checkpoint
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from mredit.models.components import VAE_CLASSES
@@ -35,15 +37,24 @@ def load_module_from_checkpoint(ckpt: str | Path):
     ckpt = Path(ckpt)
     if not ckpt.is_file():
         raise FileNotFoundError(f"checkpoint not found: {ckpt}")
-    recorded = checkpoint_class_path(ckpt)
+    # memory-mapped, and without the optimizer state, which no user of the module reads: at SD1.5 size AdamW's
+    # moments are twice the weights, and reading them all made `mredit export` need more than 19 GiB
+    checkpoint = torch.load(str(ckpt), map_location="cpu", weights_only=False, mmap=True)
+    for unused in ("optimizer_states", "lr_schedulers"):
+        checkpoint.pop(unused, None)
+    hparams = checkpoint.setdefault("hyper_parameters", {})
+    recorded = hparams.get("_class_path")
     class_path = LEGACY_CLASS_PATHS.get(recorded, recorded or DEFAULT_MODULE_CLASS)
     if not class_path.startswith("mredit."):
         raise ValueError(f"{ckpt}: not a checkpoint of an mredit module (class {class_path})")
     module_name, class_name = class_path.rsplit(".", 1)
     module_class = getattr(importlib.import_module(module_name), class_name)
     # an old class path is replaced by the current one (Lightning refuses a class path it cannot import)
-    renamed = {"_class_path": class_path} if recorded in LEGACY_CLASS_PATHS else {}
-    return module_class.load_from_checkpoint(str(ckpt), map_location="cpu", **renamed).eval()
+    if recorded in LEGACY_CLASS_PATHS:
+        hparams["_class_path"] = class_path
+    # what LightningModule.load_from_checkpoint does after reading the file, which it cannot memory-map
+    checkpoint = _pl_migrate_checkpoint(checkpoint, checkpoint_path=ckpt)
+    return _load_state(module_class, checkpoint).eval()
 
 
 def load_encoders(model: str | Path) -> tuple[Any, Any, Any]:

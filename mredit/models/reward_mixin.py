@@ -13,8 +13,9 @@ from typing import Any
 
 import torch
 
-from mredit.conditioning.base import FeedbackEmbedding, RewardCondition, RewardConditioner
+from mredit.conditioning.base import FeedbackEmbedding, FeedbackFormat, RewardCondition, RewardConditioner
 from mredit.conditioning.feedback import encode_feedback
+from mredit.models.token_cache import cached_tokenizer
 
 CHECKPOINT_KEY = "reward_conditioner"
 
@@ -33,6 +34,25 @@ def build_from_spec(spec: dict[str, Any]) -> RewardConditioner:
         name = spec["class_path"]
         raise RuntimeError(f"checkpoint names reward conditioner {name}, which cannot be imported: {e}") from e
     return cls.from_config(spec["config"])
+
+
+def encode_unique_feedback(
+    feedback: list[list[str]], tokenizer, text_encoder: torch.nn.Module, formats: tuple[FeedbackFormat, ...]
+) -> FeedbackEmbedding:
+    """``encode_feedback`` run once per distinct feedback of the batch, its rows then gathered back in batch order.
+
+    Most training samples share their feedback (every perspective "None" for a good edit, a few stock failure
+    texts for the others), and the text encoder embeds each row on its own, so the result is the per-sample
+    encoding; on the tiny demo model encoding all 96 texts of a batch of 32 was a tenth of the step.
+    """
+    keys = [tuple(texts) for texts in feedback]
+    rows = {key: index for index, key in enumerate(dict.fromkeys(keys))}
+    embedded = encode_feedback([list(key) for key in rows], tokenizer, text_encoder, formats)
+    if len(rows) == len(keys):
+        return embedded
+    order = torch.tensor([rows[key] for key in keys])
+    gather = lambda t: None if t is None else t.index_select(0, order.to(t.device))  # noqa: E731
+    return FeedbackEmbedding(gather(embedded.pooled), gather(embedded.tokens), gather(embedded.mask))
 
 
 class RewardConditionedMixin:
@@ -69,12 +89,13 @@ class RewardConditionedMixin:
         drop_mask: torch.Tensor | None = None,
     ) -> RewardCondition | None:
         """The conditioner's output for a batch; raw feedback texts are embedded with the backbone's
-        text encoder, without gradients (``encode_feedback``)."""
+        text encoder, without gradients (``encode_feedback``, once per distinct feedback of the batch)."""
         conditioner = self.reward_conditioner
         if conditioner is None:
             return None
         if not isinstance(feedback, FeedbackEmbedding):
-            feedback = encode_feedback(feedback, self.tokenizer, self.text_encoder, (conditioner.feedback_format,))
+            formats = (conditioner.feedback_format,)
+            feedback = encode_unique_feedback(feedback, cached_tokenizer(self), self.text_encoder, formats)
         dtype = next(conditioner.parameters()).dtype
         scores = scores.to(self.device, torch.float32)
         feedback = feedback.to(device=self.device, dtype=dtype)

@@ -26,7 +26,7 @@ from mredit.synth.oracle import OracleJudge
 from mredit.synth.scene import pick, random_scene, to_uint8
 
 SPLITS: dict[str, int] = {"train": 0, "test": 1}
-SHARD_MTIME = 0.0  # fixed, so that the same seed gives byte-identical shards
+SHARD_MTIME = 0  # fixed, so that the same seed gives byte-identical shards
 MIN_OBJECT_CHANGE = 0.15  # mean colour change an object edit must make inside its mask
 # zlib level of the shards' PNGs: lossless at any level, and 1 encodes 32 px images about 1.5x faster than
 # PIL's default 6 for about 10% more bytes

@@ -93,6 +93,20 @@ def test_setup_errors_are_clear(tmp_path: Path) -> None:
         EditDataModule().setup("fit")
     with pytest.raises(ValueError, match="samples_per_epoch"):
         EditDataModule(train_shards="x.tar", resampled=True)
+    with pytest.raises(ValueError, match="cache_samples=8 needs num_workers=0 .* set data.cache_samples=0"):
+        EditDataModule(train_shards="x.tar", cache_samples=8, num_workers=2)
+
+
+def test_cached_training_batches_cover_every_sample_each_epoch(shard_dir: Path) -> None:
+    dm = _datamodule(str(shard_dir), num_workers=0, cache_samples=100, random_flip=False)
+    dm.setup("fit")
+    loader = dm.train_dataloader()
+    epochs = []
+    for epoch in range(3):
+        loader.dataset.set_epoch(epoch)
+        epochs.append([key for batch in loader for key in batch["key"]])
+        assert sorted(epochs[-1]) == [f"s{i:04d}" for i in range(24)]
+    assert loader.dataset._cache is not None and epochs[1] != epochs[2]
 
 
 class _TinyModel(pl.LightningModule):

@@ -50,7 +50,7 @@ def test_inspect_without_out_writes_nothing_and_counts_unreadable_shards(
     from mredit.data.inspection import inspect_shards
 
     cut = tmp_path / "cut.tar"
-    cut.write_bytes((shard_dir / "shard-000000.tar").read_bytes()[:700])
+    cut.write_bytes((shard_dir / "shard-000000.tar").read_bytes()[:300])  # inside the first member's header
     monkeypatch.chdir(tmp_path)
     before = sorted(tmp_path.iterdir())
     summary = inspect_shards([str(shard_dir), str(cut)])

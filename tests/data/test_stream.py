@@ -73,7 +73,7 @@ def test_skip_counts_add_up_across_workers(tmp_path: Path, bad_tar) -> None:
 def test_an_unreadable_shard_is_skipped_and_counted_by_the_stream(tmp_path: Path, shard_dir: Path) -> None:
     shards = resolve_shards(str(shard_dir))
     cut = tmp_path / "cut.tar"
-    cut.write_bytes(Path(shards[0]).read_bytes()[:1500])
+    cut.write_bytes(Path(shards[0]).read_bytes()[:300])  # inside the first member's header
     stream = EditStream([str(cut), *shards[1:]], _keys)
     assert sorted(stream) == [f"s{i:04d}" for i in range(3, 24)]
     assert stream.counter.nonzero() == {"unreadable_shard": 1}
@@ -87,3 +87,46 @@ def test_transform_errors_are_counted(shard_dir: Path) -> None:
 
     stream = EditStream(resolve_shards(str(shard_dir)), fails_on_odd)
     assert len(list(stream)) == 12 and stream.counter.counts()["bad_transform"] == 12
+
+
+def _cached_stream(shards: list[str], **kwargs) -> EditStream:
+    return EditStream(shards, _keys, shuffle_shards=True, shuffle_size=5, seed=7, **kwargs)
+
+
+def test_cached_epochs_decode_nothing_and_match_a_fresh_process(shard_dir: Path, monkeypatch) -> None:
+    shards = resolve_shards(str(shard_dir))
+    cached = _cached_stream(shards, cache_samples=100)
+    uncached = _cached_stream(shards)
+    assert list(cached) == list(uncached)  # the first epoch is the plain stream, recorded on the way
+    decodes = []
+    original = EditStream._decoded
+    monkeypatch.setattr(EditStream, "_decoded", lambda self, *a: decodes.append(1) or original(self, *a))
+    epochs = {}
+    for epoch in (1, 2):
+        cached.set_epoch(epoch)
+        epochs[epoch] = list(cached)
+        assert sorted(epochs[epoch]) == [f"s{i:04d}" for i in range(24)]  # every sample once per epoch
+    assert decodes == [] and epochs[1] != epochs[2]
+    restarted = _cached_stream(shards, cache_samples=100)  # a process resumed at epoch 2 fills the cache first
+    restarted.set_epoch(2)
+    assert list(restarted) == epochs[2] and decodes == [1]
+
+
+def test_a_partly_read_first_epoch_is_not_cached(shard_dir: Path) -> None:
+    stream = _cached_stream(resolve_shards(str(shard_dir)), cache_samples=100)
+    first = iter(stream)
+    assert [next(first) for _ in range(5)]  # the loader stopped early (max_batches): the cache is incomplete
+    stream.set_epoch(1)
+    assert sorted(stream) == [f"s{i:04d}" for i in range(24)]
+
+
+def test_a_slice_larger_than_the_cache_streams_every_epoch(shard_dir: Path, caplog) -> None:
+    shards = resolve_shards(str(shard_dir))
+    stream = _cached_stream(shards, cache_samples=10)
+    reference = _cached_stream(shards)
+    assert list(stream) == list(reference)
+    assert "cache_samples=10" in caplog.text and stream.cache_samples == 0
+    stream.set_epoch(1), reference.set_epoch(1)
+    assert list(stream) == list(reference)
+    with pytest.raises(ValueError, match="cache_samples must be >= 0"):
+        _cached_stream(shards, cache_samples=-1)

@@ -9,6 +9,7 @@ from PIL import Image
 
 from mredit.eval.exact import COPY_SOURCE, evaluate_exact, paired_difference, region_distances
 from mredit.judge.benchmark import load_benchmark
+from mredit.lab.workflow import exact_metrics
 from mredit.synth.corruptions import Corruption, EditContext, apply_corruption
 from mredit.synth.generate import write_synth_shards
 from mredit.synth.oracle import parse_meta
@@ -97,3 +98,12 @@ def test_evaluate_exact_errors(test_set, tmp_path):
         evaluate_exact({"x": tmp_path / "missing"}, str(root / "test"))
     with pytest.raises(ValueError, match="unknown editions"):
         evaluate_exact({"answer": root / "answer"}, str(root / "test"), [("answer", "other")])
+
+
+def test_the_experiment_runners_row_of_exact_metrics(test_set):
+    """``mredit.lab.workflow.exact_metrics``, what ``python -m mredit.lab.experiments`` aggregates over seeds."""
+    root, _ = test_set
+    row = exact_metrics(root / "answer", root / "test")
+    copy = evaluate_exact({}, str(root / "test"))["models"][COPY_SOURCE]["overall"]
+    assert {row[r] for r in ("inside", "outside", "whole")} == {0.0}
+    assert all(row[f"copy_source_{r}"] == copy[r]["mean"] for r in ("inside", "outside", "whole"))

@@ -89,6 +89,7 @@ class FakeWorkflow:
         monkeypatch.setattr(jobs, "run_jobs", self.run_jobs)
         monkeypatch.setattr(workflow, "evaluate", self.evaluate)
         monkeypatch.setattr(workflow, "measure", self.measure)
+        monkeypatch.setattr(workflow, "exact_metrics", self.exact_metrics)
         for library_step in ("write_synth_shards", "annotate", "convert", "evaluate_edits", "evaluate_metrics"):
             monkeypatch.setattr(workflow, library_step, self.library_step)
 
@@ -135,6 +136,14 @@ class FakeWorkflow:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         (Path(out_dir) / "results.json").write_text(json.dumps(_results(value)))
         return _results(value)
+
+    def exact_metrics(self, edits_dir, test_shards):
+        """Inside the edit region 0.3 (baseline) or 0.2 (reward arms) plus 0.01 per seed; copying the source 0.4."""
+        parts = Path(edits_dir).parts
+        at = next(i for i, part in enumerate(parts) if part.startswith("seed"))
+        value = (0.3 if parts[at - 1] == "baseline" else 0.2) + 0.01 * int(parts[at].removeprefix("seed"))
+        row = {"inside": value, "outside": value / 10, "whole": value / 2}
+        return {**row, **{f"copy_source_{region}": 0.4 for region in row}}
 
     def measure(self, edits_dir, test_shards, out_dir, models, reuse=False):
         """The MagicBrush metrics: L1 0.1 (baseline) or 0.05 (reward arms), plus 0.01 per seed; cached like the real
@@ -187,6 +196,13 @@ def test_runner_trains_each_arm_once_per_seed_and_writes_results(tmp_path, monke
     assert len(fake.measured) == 6 and payload["metrics"]["baseline"]["l1"]["mean"] == pytest.approx(0.105)
     assert set(payload["metrics"]["reward"]) == {"l1", "l2"} and "wiring check" in payload["metrics_note"]
     assert "| baseline | 2 | 0.1050 ± " in readme and "MagicBrush metrics against the exact targets" in readme
+    # the exact metrics: per arm over seeds, copying the source, and the paired differences to the reference
+    exact = payload["exact"]
+    assert exact["arms"]["baseline"]["inside"]["mean"] == pytest.approx(0.305)
+    assert exact["arms"]["copy_source"]["whole"]["mean"] == pytest.approx(0.4)
+    assert exact["differences"]["reward"]["inside"]["mean"] == pytest.approx(-0.1)
+    assert exact["differences"]["reward"]["inside"]["ci"] == pytest.approx([-0.1, -0.1])
+    assert "| copy_source | 2 | 0.4000 ± 0.0000 |" in readme and "Exact metrics, paired differences" in readme
 
     fake.jobs.clear(), fake.edits.clear(), fake.evaluated.clear(), fake.measured.clear()
     run_experiment(experiment, tmp_path / "work", log=lambda *_: None)  # everything cached: nothing re-runs

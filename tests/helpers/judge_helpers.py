@@ -29,8 +29,8 @@ def write_shards(out_dir: Path, instructions: list[str], categories: list[str] |
     return out_dir
 
 
-def write_truncated_tar(path: Path, shard: Path, size: int = 700) -> Path:
-    """The first ``size`` bytes of ``shard`` (700: inside the first header, so no sample can be read)."""
+def write_truncated_tar(path: Path, shard: Path, size: int = 300) -> Path:
+    """The first ``size`` bytes of ``shard`` (300: inside the first 512-byte header, so no sample can be read)."""
     path.write_bytes(shard.read_bytes()[:size])
     return path
 
