@@ -66,14 +66,14 @@ REWARD_CONFIG = REPO_ROOT / "configs" / "ip2p_reward_tiny.yaml"
 BEST, WORST = (5.0, 5.0, 5.0), (0.0, 0.0, 0.0)
 LOW_REWARD_RUN = "reward_at_0"
 RESULT_KEYS = ("yes_rate", "score", "yes_rate_ci", "score_ci", "n")
-# Full demo budget, measured with the tiny recipe (x0 on edit residuals, text encoder trained) at 16 px: side by
-# side on two cores, one thread each, the two models train at about 2.8-3.2 steps/s at batch 32, so 2,000 steps
-# take about 11-12 minutes; data, editing and judging add about 2.5. With `make install` that stays under 20.
+# Full demo budget (docs/demo.md): side by side on two cores, one thread each, the two tiny models train at about
+# 6 steps/s at batch 32, so 4,000 steps take about 12 minutes; data, editing and judging add about 4. At 2,000 steps
+# (seed 0) only following was ahead; at 4,000 following, preserving and both exact region metrics are.
 DEFAULTS = {
     "num_train": 8000,
     "num_test": 280,
     "resolution": 16,
-    "max_steps": 2000,
+    "max_steps": 4000,
     "batch_size": 32,
     "num_inference_steps": 25,
 }
@@ -358,7 +358,7 @@ def demo(
         num_train: training triplets (default 8000).
         num_test: clean test edits, balanced over the 7 categories (default 280).
         resolution: the image side in pixels, 16 or 32 (default 16).
-        max_steps: training steps per model (default 2000).
+        max_steps: training steps per model (default 4000).
         batch_size: training batch size (default 32).
         num_inference_steps: sampling steps of the edits (default 25).
         seed: the seed of the data, the training and the sampling.
