@@ -33,7 +33,7 @@ from mredit.conditioning.base import RewardCondition
 from mredit.conditioning.seams import conv_in_residual, reward_conditioning
 from mredit.models.ema import EMAMixin
 from mredit.models.objective import diffusion_objective
-from mredit.models.optimization import LRSchedulerName, lr_scheduler_config
+from mredit.models.optimization import LRSchedulerName, adamw, lr_scheduler_config
 from mredit.models.resolution import TrainedResolutionMixin
 from mredit.models.reward_mixin import RewardConditionedMixin
 from mredit.models.smartedit.bim import BidirectionalInteractionModule, BIMConfig
@@ -366,7 +366,8 @@ class SmartEditModule(RewardConditionedMixin, EMAMixin, TrainedResolutionMixin, 
 
     def configure_optimizers(self) -> dict[str, Any]:
         params = [p for p in self.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=self.hparams.learning_rate, weight_decay=self.hparams.weight_decay)
+        # PyTorch's AdamW defaults for betas and eps, fused where every parameter allows it (as InstructPix2Pix)
+        optimizer = adamw(params, self.hparams.learning_rate, (0.9, 0.999), 1e-8, self.hparams.weight_decay)
         schedule = lr_scheduler_config(self, optimizer, self.hparams.lr_scheduler, self.hparams.lr_warmup_steps)
         return {"optimizer": optimizer, "lr_scheduler": schedule}
 
