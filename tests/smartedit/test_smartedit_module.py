@@ -270,6 +270,25 @@ def test_full_llm_training_trains_every_llm_weight_from_the_edit_loss(full_llm_m
     assert not any(p.requires_grad for p in tiny_module(**FULL_LLM, stage="align").mllm.llm.parameters())
 
 
+def test_edit_align_loss_ties_the_qformer_output_to_the_instruction_in_the_editing_stage():
+    torch.manual_seed(0)
+    module = tiny_module(**FULL_LLM, edit_align_loss_weight=0.5).eval()  # eval: no Q-Former dropout
+    batch = make_batch()
+    torch.manual_seed(1)
+    losses = module.compute_losses(batch)
+    assert set(losses) == {"loss", "lm_loss", "diffusion_loss", "align_loss"}
+    # the alignment term from the formula: the Q-Former output (before the BIM) against the CLIP text embedding
+    with torch.no_grad():
+        out = module.mllm(list(batch["instruction"]), module.mllm.patch_features(batch["source"]), False)
+        expected = module.qformer(out.img_hidden.float()) - module.clip_text_embedding(list(batch["instruction"]))
+    torch.testing.assert_close(losses["align_loss"], expected.pow(2).mean())
+    total = losses["lm_loss"] + losses["diffusion_loss"] + 0.5 * losses["align_loss"]
+    torch.testing.assert_close(losses["loss"], total)
+    losses["align_loss"].backward()  # it reaches the LLM as well as the Q-Former
+    assert module.qformer.queries.grad.abs().sum() > 0
+    assert module.mllm.llm.model.layers[0].self_attn.q_proj.weight.grad.abs().sum() > 0
+
+
 def test_full_llm_checkpoint_keeps_the_llm_and_its_ema_and_round_trips(full_llm_module, tmp_path):
     module = full_llm_module
     with torch.no_grad():

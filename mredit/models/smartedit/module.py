@@ -21,7 +21,7 @@ import os
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import lightning.pytorch as pl
 import torch
@@ -74,6 +74,15 @@ def fp32_on_cpu() -> Iterator[None]:
         torch.set_default_dtype(dtype)
 
 
+class Condition(NamedTuple):
+    """What the MLLM side gives the UNet, plus what the losses read."""
+
+    text: torch.Tensor  # f_final [B, Q, width]: the UNet's encoder_hidden_states
+    spatial: torch.Tensor | None  # v_sp, added after conv_in (stage 2b only)
+    lm_loss: torch.Tensor | None
+    qformer_out: torch.Tensor  # f, the Q-Former output before the BIM: what the alignment loss compares
+
+
 class SmartEditModule(RewardConditionedMixin, EMAMixin, TrainedResolutionMixin, pl.LightningModule):
     """SmartEdit as a LightningModule (real sizes are SmartEdit's defaults; the tiny configs shrink them).
 
@@ -104,6 +113,10 @@ class SmartEditModule(RewardConditionedMixin, EMAMixin, TrainedResolutionMixin, 
         llm_loss_weight: weight of the LM cross-entropy.
         diffusion_loss_weight: weight of the diffusion MSE.
         align_loss_weight: weight of the stage-1 alignment MSE.
+        edit_align_loss_weight: weight of the same alignment MSE (Q-Former output against the CLIP text embedding
+            of the instruction) kept in the editing stages. 0 is SmartEdit's recipe. The tiny configs set it: their
+            random LLM carries no language, and without it the diffusion and LM losses alone let the condition forget
+            the instruction (docs/smartedit.md, "Reading the instruction").
         learning_rate: AdamW learning rate.
         weight_decay: AdamW weight decay.
         lr_warmup_steps: linear warm-up steps of the learning rate.
@@ -139,6 +152,7 @@ class SmartEditModule(RewardConditionedMixin, EMAMixin, TrainedResolutionMixin, 
         llm_loss_weight: float = 1.0,
         diffusion_loss_weight: float = 1.0,
         align_loss_weight: float = 1.0,
+        edit_align_loss_weight: float = 0.0,
         learning_rate: float = 1e-5,
         weight_decay: float = 0.0,
         lr_warmup_steps: int = 0,
@@ -295,16 +309,16 @@ class SmartEditModule(RewardConditionedMixin, EMAMixin, TrainedResolutionMixin, 
 
     def condition(
         self, images: torch.Tensor, instructions: list[str], latent_size: tuple[int, int], compute_lm_loss: bool
-    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-        """MLLM -> Q-Former -> (BIM): ``(f_final [B, Q, width], v_sp or None, lm_loss or None)``."""
+    ) -> Condition:
+        """MLLM -> Q-Former -> (BIM): f_final, v_sp (None before stage 2b), the LM loss (if asked) and f."""
         with torch.no_grad():
             patches = self.mllm.patch_features(images)
         out = self.mllm(instructions, patches, compute_lm_loss=compute_lm_loss)
-        text = self.qformer(out.img_hidden.float())
-        spatial = None
+        qformer_out = self.qformer(out.img_hidden.float())
+        text, spatial = qformer_out, None
         if self.stage == "smartedit":
-            text, spatial = self.bim(text, patches.float(), latent_size)
-        return text, spatial, out.lm_loss
+            text, spatial = self.bim(qformer_out, patches.float(), latent_size)
+        return Condition(text, spatial, out.lm_loss, qformer_out)
 
     def unet_forward(
         self,
@@ -335,7 +349,8 @@ class SmartEditModule(RewardConditionedMixin, EMAMixin, TrainedResolutionMixin, 
             source_latents = self.vae.encode(source.to(self.vae.dtype)).latent_dist.mode()
             if self.hparams.edit_residual:  # before the image dropout: the edit is always relative to the source
                 target_latents = target_latents - source_latents * self.vae.config.scaling_factor
-        text, spatial, lm_loss = self.condition(source, instructions, tuple(source_latents.shape[-2:]), True)
+        latent_size = tuple(source_latents.shape[-2:])
+        text, spatial, lm_loss, qformer_out = self.condition(source, instructions, latent_size, True)
         drop_text, drop_image = conditioning_dropout_masks(
             torch.rand(batch_size, device=self.device), self.hparams.conditioning_dropout
         )
@@ -352,7 +367,12 @@ class SmartEditModule(RewardConditionedMixin, EMAMixin, TrainedResolutionMixin, 
         objective = diffusion_objective(self.noise_scheduler, target_latents, noise, timesteps)
         diffusion = F.mse_loss(prediction.float(), objective.float())
         loss = self.hparams.llm_loss_weight * lm_loss + self.hparams.diffusion_loss_weight * diffusion
-        return {"loss": loss, "lm_loss": lm_loss, "diffusion_loss": diffusion}
+        losses = {"loss": loss, "lm_loss": lm_loss, "diffusion_loss": diffusion}
+        if self.hparams.edit_align_loss_weight > 0:
+            align = F.mse_loss(qformer_out, self.clip_text_embedding(instructions).float())
+            losses["align_loss"] = align
+            losses["loss"] = loss + self.hparams.edit_align_loss_weight * align
+        return losses
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         losses = self.compute_losses(batch)

@@ -54,7 +54,7 @@ def edit_tensors(
         pipe.set_progress_bar_config(disable=False, desc="denoising", unit="step")
     source = source.to(module.device, module.vae.dtype)
     latent_size = (source.shape[-2] // pipe.vae_scale_factor, source.shape[-1] // pipe.vae_scale_factor)
-    text, spatial, _ = module.condition(source, list(instructions), latent_size, False)
+    text, spatial, _, _ = module.condition(source, list(instructions), latent_size, False)
     edited = pipe(
         source,
         prompt_embeds=text,
