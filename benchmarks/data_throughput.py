@@ -11,9 +11,11 @@ into a temporary directory, then
    ``EditDataModule`` uses (in the main process, one torch thread), decoding the JPEGs with the project's
    ``decode_image`` (libjpeg-turbo through ``simplejpeg``, DCT-domain downscaling) and with the Pillow decoder it
    replaced (``Image.draft``; a copy kept in this file only), at reduced scale (``draft_decode``, the training
-   default) and at full size. The settings alternate epoch by epoch, so a busy machine slows them alike; it prints
-   samples/s per core (from the process's CPU time), per wall second, and new / old, after checking that both
-   decoders give the same tensors.
+   default) and at full size. Three arms: the old path (Pillow, each image converted to float32 in [-1, 1] in the
+   loader), simplejpeg with float32 items, and the new path (simplejpeg, uint8 items that the model converts on
+   its device). The settings alternate epoch by epoch, so a busy machine slows them alike; it prints samples/s
+   per core (from the process's CPU time), per wall second, and new / old, after checking that both decoders
+   give the same pixels.
 
     taskset -c 0 python benchmarks/data_throughput.py          # 200 pairs, about 40 s
     python benchmarks/data_throughput.py --num_samples 400 --size 512 --resolution 256 --repeats 3
@@ -44,7 +46,7 @@ from mredit.data.datamodule import edit_sample_to_item
 from mredit.data.reader import iter_raw_samples, resolve_shards
 from mredit.data.shards import ShardSetWriter
 from mredit.data.stream import EditStream
-from mredit.data.transforms import PairedTransform
+from mredit.data.transforms import PairedTransform, pixels_to_float
 from mredit.schema import EditSample, Reward, SampleError
 
 
@@ -254,14 +256,20 @@ def pillow_decode_image(data: bytes, name: str, draft_size: tuple[int, int] | No
     return image._new(image.im)
 
 
-DECODERS = {"simplejpeg (new)": mredit.schema.decode_image, "Pillow (old)": pillow_decode_image}
+DECODERS = {"simplejpeg": mredit.schema.decode_image, "Pillow": pillow_decode_image}
+# (decoder, items converted to float32 in [-1, 1] in the loader as before, instead of staying uint8 until the model)
+ARMS = {
+    "Pillow, float32 items (old)": ("Pillow", True),
+    "simplejpeg, float32 items": ("simplejpeg", True),
+    "simplejpeg, uint8 items (new)": ("simplejpeg", False),
+}
 
 
-def make_stream(shards: list[str], resolution: int, reduced: bool) -> EditStream:
+def make_stream(shards: list[str], resolution: int, reduced: bool, float_items: bool = False) -> EditStream:
     transform = PairedTransform(resolution, random_crop=True, random_flip=True)
     return EditStream(
         shards,
-        partial(_item, transform),
+        partial(_item, transform, float_items),
         shuffle_shards=True,
         shuffle_size=64,
         seed=0,
@@ -291,12 +299,15 @@ def max_difference(stream: EditStream, items: int) -> float:
         if new["key"] != old["key"]:
             raise SystemExit(f"the two decoders give different samples: {new['key']} vs {old['key']}")
         for side in ("source", "target"):
-            worst = max(worst, (new[side] - old[side]).abs().max().item())
+            worst = max(worst, (new[side].float() - old[side].float()).abs().max().item())
     return worst
 
 
-def _item(transform: PairedTransform, sample: EditSample, rng: random.Random) -> dict:
-    return edit_sample_to_item(sample, transform, rng)
+def _item(transform: PairedTransform, float_items: bool, sample: EditSample, rng: random.Random) -> dict:
+    item = edit_sample_to_item(sample, transform, rng)
+    if float_items:  # the loader's former work per image: the float32 copy, scaled to [-1, 1]
+        item["source"], item["target"] = pixels_to_float(item["source"]), pixels_to_float(item["target"])
+    return item
 
 
 def main() -> None:
@@ -322,32 +333,37 @@ def main() -> None:
         print(f"  webdataset tarfile_samples (mredit.data.reader): {new:.3f}")
         print(f"  former hand-written parser (this file only):     {old:.3f}  (saves {new - old:.3f})")
 
-        streams = {reduced: make_stream(shards, args.resolution, reduced) for reduced in (True, False)}
-        for reduced, stream in streams.items():
-            worst = max_difference(stream, min(32, args.num_samples))
+        streams = {
+            (reduced, float_items): make_stream(shards, args.resolution, reduced, float_items)
+            for reduced in (True, False)
+            for float_items in (True, False)
+        }
+        for reduced in (True, False):
+            worst = max_difference(streams[reduced, False], min(32, args.num_samples))
             scale = "reduced-scale" if reduced else "full-size"
-            print(f"{scale} decoding, simplejpeg vs Pillow: max |tensor difference| {worst:.4f} (first 32 items)")
-        # (CPU seconds, wall seconds, samples) of each epoch per (reduced, decoder); the settings alternate
+            print(f"{scale} decoding, simplejpeg vs Pillow: max |pixel difference| {worst:.0f} (first 32 items)")
+        # (CPU seconds, wall seconds, samples) of each epoch per (reduced, arm); the settings alternate
         runs: dict[tuple[bool, str], list[tuple[float, float, int]]] = {}
         for epoch in range(args.repeats):
-            for reduced, stream in streams.items():
-                for name, decoder in DECODERS.items():
-                    runs.setdefault((reduced, name), []).append(one_epoch(stream, epoch, decoder))
+            for reduced in (True, False):
+                for name, (decoder, float_items) in ARMS.items():
+                    stream = streams[reduced, float_items]
+                    runs.setdefault((reduced, name), []).append(one_epoch(stream, epoch, DECODERS[decoder]))
         print(f"decode + paired crop/flip to {args.resolution}px + tensors (1 thread), best of {args.repeats} epochs:")
-        for reduced in streams:
+        for reduced in (True, False):
             rates = {}
-            for name in DECODERS:
+            for name in ARMS:
                 epochs = runs[reduced, name]
                 count = epochs[0][2]
                 cpu, wall = min(e[0] for e in epochs), min(e[1] for e in epochs)
                 rates[name] = count / cpu
                 label = f"{'reduced-scale' if reduced else 'full-size'}, {name}:"
                 print(
-                    f"  {label:<32} {count / cpu:6.1f} samples/s per core ({1000 * cpu / count:.2f} CPU ms/sample),"
+                    f"  {label:<46} {count / cpu:6.1f} samples/s per core ({1000 * cpu / count:.2f} CPU ms/sample),"
                     f" {count / wall:6.1f} wall"
                 )
-            new_rate, old_rate = rates.values()
-            print(f"  {'new / old:':<32} {new_rate / old_rate:6.2f}")
+            old_rate, _, new_rate = rates.values()
+            print(f"  {'new / old:':<46} {new_rate / old_rate:6.2f}")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,8 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 from PIL import Image
 
+from mredit.data.transforms import pixels_to_float
+
 
 def to_uint8_grid(columns: list[torch.Tensor]) -> torch.Tensor:
     """Columns of ``[B, 3, H, W]`` images in [-1, 1] -> one ``[H*B, W*len(columns), 3]`` uint8 image."""
@@ -62,7 +64,7 @@ class ValidationImageGrid(pl.Callback):
             return
         self.last_step = step
         n = min(self.num_images, batch["source"].shape[0])
-        source, target = batch["source"][:n], batch["target"][:n]
+        source, target = pixels_to_float(batch["source"][:n]), pixels_to_float(batch["target"][:n])
         edits = pl_module.edit_tensors(
             source,
             batch["instruction"][:n],

@@ -4,8 +4,8 @@ Batch contract (every model, loss and predict loop builds against exactly this):
 
     {
         "key": list[str],                  # B sample keys
-        "source": FloatTensor [B, 3, H, W],  # in [-1, 1], H = W = resolution
-        "target": FloatTensor [B, 3, H, W],  # in [-1, 1], aligned pixel for pixel with "source"
+        "source": ByteTensor [B, 3, H, W],   # RGB 0..255, H = W = resolution
+        "target": ByteTensor [B, 3, H, W],   # RGB 0..255, aligned pixel for pixel with "source"
         "instruction": list[str],          # B instructions
         "scores": FloatTensor [B, 3],      # judge scores 0..5 in mredit.schema.PERSPECTIVES order; 0 where no reward
         "feedback": list[list[str]],       # B lists of 3 failure texts, same order; "None" where no reward
@@ -14,7 +14,10 @@ Batch contract (every model, loss and predict loop builds against exactly this):
     }
 
 ``edit_sample_to_item`` builds one sample's dict (unbatched tensors) and ``collate_edit_samples`` stacks them, so
-inference code can build the same batches from ``EditSample``s without a DataModule.
+inference code can build the same batches from ``EditSample``s without a DataModule. Images stay uint8 until the
+model reads them (``mredit.data.transforms.pixels_to_float``, on the device): the loader then converts, copies
+between worker processes and moves to the GPU a quarter of the bytes of float32, and the in-memory sample cache
+holds four times as many samples. Models also accept float images in [-1, 1].
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from torch.utils.data import DataLoader
 
 from mredit.data.reader import SkipCounter, resolve_shards
 from mredit.data.stream import EditStream
-from mredit.data.transforms import PairedTransform, image_to_tensor
+from mredit.data.transforms import PairedTransform, image_to_pixels
 from mredit.schema import NO_FAILURE, PERSPECTIVES, EditSample
 
 log = logging.getLogger(__name__)
@@ -58,8 +61,8 @@ def edit_sample_to_item(
     reward = sample.reward
     return {
         "key": sample.key,
-        "source": image_to_tensor(source),
-        "target": image_to_tensor(target),
+        "source": image_to_pixels(source),
+        "target": image_to_pixels(target),
         "instruction": sample.instruction,
         "scores": torch.tensor(reward.scores if reward else [0.0] * len(PERSPECTIVES), dtype=torch.float32),
         "feedback": list(reward.feedbacks) if reward else [NO_FAILURE] * len(PERSPECTIVES),

@@ -18,18 +18,33 @@ def mentions_side(instruction: str) -> bool:
     return _SIDE_WORDS.search(instruction) is not None
 
 
-def image_to_tensor(image: Image.Image) -> torch.Tensor:
-    """RGB PIL image -> float tensor ``[3, H, W]`` in ``[-1, 1]``."""
+def image_to_pixels(image: Image.Image) -> torch.Tensor:
+    """RGB PIL image -> uint8 tensor ``[3, H, W]`` (0..255): what a sample carries through the data loader."""
     if image.mode != "RGB":
         image = image.convert("RGB")
     width, height = image.size
     if width == 0 or height == 0:
-        return torch.empty(3, height, width)
-    with warnings.catch_warnings():  # the bytes are read-only; they are only read, by the float conversion below
+        return torch.empty(3, height, width, dtype=torch.uint8)
+    with warnings.catch_warnings():  # the bytes are read-only; nothing writes to them (stacking copies them)
         warnings.simplefilter("ignore", UserWarning)
         pixels = torch.frombuffer(image.tobytes(), dtype=torch.uint8)
-    # one copy to float (HWC memory order, viewed as CHW), then the scale and shift in place
-    return pixels.view(height, width, 3).permute(2, 0, 1).float().div_(127.5).sub_(1.0)
+    return pixels.view(height, width, 3).permute(2, 0, 1)  # HWC memory viewed as CHW, no copy
+
+
+def pixels_to_float(pixels: torch.Tensor) -> torch.Tensor:
+    """uint8 images (0..255, any leading dimensions) -> float32 in ``[-1, 1]``; floating images are returned as
+    they are (already in ``[-1, 1]``). Models call it on the batch they receive, so the conversion runs on the
+    device and the loader moves and shares a quarter of the bytes."""
+    if pixels.is_floating_point():
+        return pixels
+    if pixels.dtype != torch.uint8:
+        raise TypeError(f"images must be uint8 (0..255) or floating point ([-1, 1]), got {pixels.dtype}")
+    return pixels.float().div_(127.5).sub_(1.0)
+
+
+def image_to_tensor(image: Image.Image) -> torch.Tensor:
+    """RGB PIL image -> float tensor ``[3, H, W]`` in ``[-1, 1]``."""
+    return pixels_to_float(image_to_pixels(image))
 
 
 def tensor_to_image(tensor: torch.Tensor) -> Image.Image:

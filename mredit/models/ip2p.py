@@ -17,6 +17,7 @@ from torch import nn
 
 from mredit.conditioning.base import FeedbackEmbedding
 from mredit.conditioning.seams import reward_conditioning
+from mredit.data.transforms import pixels_to_float
 from mredit.models.components import Components, build_tiny_components, load_pretrained_components
 from mredit.models.ema import EMAMixin
 from mredit.models.nan_guard import NonFiniteLossPolicy, guard_loss
@@ -208,12 +209,12 @@ class InstructPix2PixModule(EMAMixin, RewardConditionedMixin, TrainedResolutionM
             eps = torch.randn(mean.shape, generator=generator, device=mean.device)
             target = (mean + torch.exp(0.5 * logvar) * eps) * scale
         else:
-            posterior = self.vae.encode(batch["target"].to(vae_dtype)).latent_dist
+            posterior = self.vae.encode(pixels_to_float(batch["target"]).to(vae_dtype)).latent_dist
             target = posterior.sample(generator=generator).float() * scale
         if "source_latents" in batch:
             source = batch["source_latents"].float()
         else:
-            source = self.vae.encode(batch["source"].to(vae_dtype)).latent_dist.mode().float()
+            source = self.vae.encode(pixels_to_float(batch["source"]).to(vae_dtype)).latent_dist.mode().float()
         return target, source
 
     def _instruction_embeds(
@@ -319,7 +320,7 @@ class InstructPix2PixModule(EMAMixin, RewardConditionedMixin, TrainedResolutionM
         with self.ema_weights():
             pipe = RewardEditPipeline.from_module(self, scheduler=scheduler)
             generator = torch.Generator(device=self.device).manual_seed(seed)
-            images = pipe(batch["source"], list(batch["instruction"]), generator=generator, **options)
+            images = pipe(pixels_to_float(batch["source"]), list(batch["instruction"]), generator=generator, **options)
         return {"key": list(batch["key"]), "images": images}
 
     # -- optimisation

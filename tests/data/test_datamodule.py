@@ -11,6 +11,7 @@ import webdataset as wds
 
 from mredit.callbacks.skipped_samples import SkippedSamplesLogger
 from mredit.data.datamodule import EditDataModule, collate_edit_samples, edit_sample_to_item
+from mredit.data.transforms import pixels_to_float
 from mredit.schema import PERSPECTIVES, encode_sample
 
 
@@ -26,7 +27,8 @@ def test_batch_contract(shard_dir: Path) -> None:
     batch = next(iter(dm.train_dataloader()))
     assert set(batch) == {"key", "source", "target", "instruction", "scores", "feedback", "reward_mask", "meta"}
     assert batch["source"].shape == batch["target"].shape == (4, 3, 16, 16)
-    assert batch["source"].dtype == torch.float32 and -1 <= batch["source"].min() and batch["source"].max() <= 1
+    assert batch["source"].dtype == batch["target"].dtype == torch.uint8  # models convert on the device
+    assert batch["source"].is_contiguous() and batch["source"].float().std() > 0
     assert batch["scores"].shape == (4, len(PERSPECTIVES)) and batch["reward_mask"].dtype == torch.bool
     assert len(batch["key"]) == len(batch["instruction"]) == len(batch["meta"]) == 4
     for scores, feedback, has_reward, meta in zip(
@@ -114,11 +116,16 @@ class _TinyModel(pl.LightningModule):
         super().__init__()
         self.layer = torch.nn.Conv2d(3, 3, 1)
 
+    def _loss(self, batch):  # the batch's images are uint8: a model converts them on its device
+        return torch.nn.functional.mse_loss(
+            self.layer(pixels_to_float(batch["source"])), pixels_to_float(batch["target"])
+        )
+
     def training_step(self, batch, batch_idx):
-        return torch.nn.functional.mse_loss(self.layer(batch["source"]), batch["target"])
+        return self._loss(batch)
 
     def validation_step(self, batch, batch_idx):
-        self.log("val_loss", torch.nn.functional.mse_loss(self.layer(batch["source"]), batch["target"]))
+        self.log("val_loss", self._loss(batch))
 
     def configure_optimizers(self):
         return torch.optim.SGD(self.parameters(), lr=0.01)

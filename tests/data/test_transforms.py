@@ -9,7 +9,14 @@ import pytest
 import torch
 from PIL import Image
 
-from mredit.data.transforms import PairedTransform, image_to_tensor, mentions_side, tensor_to_image
+from mredit.data.transforms import (
+    PairedTransform,
+    image_to_pixels,
+    image_to_tensor,
+    mentions_side,
+    pixels_to_float,
+    tensor_to_image,
+)
 
 
 def _coordinate_image(width: int, height: int) -> Image.Image:
@@ -77,3 +84,17 @@ def test_tensor_round_trip_range() -> None:
     assert tensor.shape == (3, 8, 8) and tensor.dtype == torch.float32
     assert tensor.min() >= -1 and tensor.max() <= 1
     np.testing.assert_array_equal(np.asarray(tensor_to_image(tensor)), np.asarray(image))
+
+
+def test_pixels_stay_uint8_until_the_model_converts_them() -> None:
+    image = _coordinate_image(8, 6)
+    pixels = image_to_pixels(image)
+    assert pixels.shape == (3, 6, 8) and pixels.dtype == torch.uint8
+    np.testing.assert_array_equal(pixels.permute(1, 2, 0).numpy(), np.asarray(image))
+    batch = torch.stack([pixels, pixels])
+    converted = pixels_to_float(batch)
+    assert converted.dtype == torch.float32 and torch.equal(converted[0], image_to_tensor(image))
+    assert converted.min() >= -1 and converted.max() <= 1
+    assert pixels_to_float(converted) is converted  # float images are already in [-1, 1]
+    with pytest.raises(TypeError, match="uint8"):
+        pixels_to_float(batch.to(torch.int32))

@@ -7,7 +7,7 @@ from mredit.cli import main
 from mredit.data.datamodule import collate_edit_samples, edit_sample_to_item
 from mredit.data.latents import LatentDataModule
 from mredit.data.reader import read_samples
-from mredit.data.transforms import PairedTransform
+from mredit.data.transforms import PairedTransform, pixels_to_float
 from mredit.export.export import export_module
 from mredit.models.ip2p import InstructPix2PixModule
 from mredit.synth.generate import write_synth_shards
@@ -37,7 +37,8 @@ def test_latent_batches_match_the_image_path(encoded) -> None:
     image_batch = _image_batch(root)
     assert latent_batch["key"] == image_batch["key"]
     assert torch.equal(latent_batch["scores"], image_batch["scores"]) and latent_batch["reward_mask"].all()
-    assert torch.allclose(latent_batch["source_latents"], module.vae.encode(image_batch["source"]).latent_dist.mode())
+    source_latents = module.vae.encode(pixels_to_float(image_batch["source"])).latent_dist.mode()
+    assert torch.allclose(latent_batch["source_latents"], source_latents)
     assert torch.allclose(latent_batch["instruction_embeds"], module.encode_instructions(image_batch["instruction"]))
     module.eval()
     losses = []

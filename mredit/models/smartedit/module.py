@@ -31,6 +31,7 @@ from PIL import Image
 
 from mredit.conditioning.base import RewardCondition
 from mredit.conditioning.seams import conv_in_residual, reward_conditioning
+from mredit.data.transforms import pixels_to_float
 from mredit.models.ema import EMAMixin
 from mredit.models.objective import diffusion_objective
 from mredit.models.optimization import LRSchedulerName, adamw, lr_scheduler_config
@@ -341,7 +342,7 @@ class SmartEditModule(RewardConditionedMixin, EMAMixin, TrainedResolutionMixin, 
             align = F.mse_loss(aligned, self.clip_text_embedding(instructions).float())
             loss = self.hparams.llm_loss_weight * out.lm_loss + self.hparams.align_loss_weight * align
             return {"loss": loss, "lm_loss": out.lm_loss, "align_loss": align}
-        source, target = batch["source"], batch["target"]
+        source, target = pixels_to_float(batch["source"]), pixels_to_float(batch["target"])
         batch_size = source.shape[0]
         with torch.no_grad():
             target_latents = self.vae.encode(target.to(self.vae.dtype)).latent_dist.sample()
@@ -411,7 +412,7 @@ class SmartEditModule(RewardConditionedMixin, EMAMixin, TrainedResolutionMixin, 
         ``mredit.callbacks.edited_image_writer.EditedImageWriter``), at the best rewards, with the EMA weights,
         seeded per batch."""
         with self.ema_weights():
-            edited = edit_tensors(self, batch["source"], list(batch["instruction"]), seed=batch_idx)
+            edited = edit_tensors(self, pixels_to_float(batch["source"]), list(batch["instruction"]), seed=batch_idx)
         return {"key": list(batch["key"]), "images": [to_pil(image) for image in edited]}
 
     def edit(
