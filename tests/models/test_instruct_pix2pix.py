@@ -228,3 +228,14 @@ def test_tiny_tokenizer_is_refused_with_pretrained_components(tmp_path):
     _save_components(tmp_path, text_to_image=False)
     with pytest.raises(ValueError, match="tiny_tokenizer='synth_words' is for tiny components"):
         InstructPix2PixModule(pretrained_path=str(tmp_path), tiny_tokenizer="synth_words")
+
+
+def test_uint8_batches_from_the_loader_give_the_float_batches_loss(module):
+    """The loader keeps images uint8 (0..255); the module converts them on its device to the same [-1, 1]."""
+    batch = make_batch()
+    pixels = {**batch, "source": torch.randint(0, 256, batch["source"].shape, dtype=torch.uint8)}
+    pixels["target"] = 255 - pixels["source"]
+    floats = {**pixels, "source": pixels["source"] / 127.5 - 1, "target": pixels["target"] / 127.5 - 1}
+    module.eval()
+    losses = [module.diffusion_loss(b, generator=torch.Generator().manual_seed(0)) for b in (pixels, floats)]
+    assert torch.allclose(losses[0], losses[1], atol=1e-6)

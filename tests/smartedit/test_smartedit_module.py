@@ -351,3 +351,17 @@ def test_tiny_tokenizer_synth_words_reads_words_in_both_tokenizers_and_rebuilds(
         SmartEditModule(**{**TINY_SIZES, "tiny": False}, tiny_tokenizer="synth_words")
     with pytest.raises(ValueError, match="tiny_tokenizer"):
         SmartEditModule(**TINY_SIZES, tiny_tokenizer="bytes")
+
+
+def test_uint8_batches_from_the_loader_give_the_float_batches_losses(smartedit_module):
+    """The loader keeps images uint8 (0..255); the module converts them on its device to the same [-1, 1]."""
+    pixels = make_batch()
+    pixels["source"] = torch.randint(0, 256, pixels["source"].shape, dtype=torch.uint8)
+    pixels["target"] = 255 - pixels["source"]
+    floats = {**pixels, "source": pixels["source"] / 127.5 - 1, "target": pixels["target"] / 127.5 - 1}
+    losses = []
+    for batch in (pixels, floats):
+        torch.manual_seed(0)
+        with torch.no_grad():
+            losses.append(smartedit_module.compute_losses(batch)["loss"])
+    assert torch.allclose(losses[0], losses[1], atol=1e-6)
