@@ -14,7 +14,7 @@ import torch
 
 from mredit.conditioning.feedback import encode_feedback
 from mredit.data.latents import FLIP_PREFIX
-from mredit.data.transforms import PairedTransform, image_to_tensor
+from mredit.data.transforms import PairedTransform, image_to_pixels, pixels_to_float
 from mredit.schema import NO_FAILURE, PERSPECTIVES, EditSample
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -25,8 +25,9 @@ def encode_batch(samples: list[EditSample], vae, text_encoder, tokenizer, transf
     """Per sample: the tensors of the latent format (see ``mredit.data.latents``)."""
     device = next(text_encoder.parameters()).device
     pairs = [transform(s.source, s.target, s.instruction) for s in samples]
-    source = torch.stack([image_to_tensor(p[0]) for p in pairs]).to(device, vae.dtype)
-    target = torch.stack([image_to_tensor(p[1]) for p in pairs]).to(device, vae.dtype)
+    # stacked as uint8, converted on the device: a quarter of the bytes cross to it
+    source = pixels_to_float(torch.stack([image_to_pixels(p[0]) for p in pairs]).to(device)).to(vae.dtype)
+    target = pixels_to_float(torch.stack([image_to_pixels(p[1]) for p in pairs]).to(device)).to(vae.dtype)
     variants = {"": (source, target)}
     if flip:
         variants[FLIP_PREFIX] = (source.flip(-1), target.flip(-1))
