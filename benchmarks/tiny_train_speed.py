@@ -9,9 +9,7 @@ callback that timestamps every optimizer step; the first ``--warmup`` steps are 
   with ``git archive`` and put first on ``PYTHONPATH``;
 - ``old_config``: today's code with ``--old-ref``'s configs (old values, new code paths: what the code changes
   alone bring; they leave the math the same to 1e-6);
-- ``new_default_malloc``: today's code and configs with glibc's default malloc settings (the ``old`` arm's);
-- ``new``: today's code and configs, launched as the demo launches them (``mredit.lab.jobs.child_env``: freed
-  memory kept in the heap for reuse, ``REUSE_FREED_MEMORY``).
+- ``new``: today's code and configs.
 
 The arms alternate ``--repeats`` times, so that load on a shared machine hits all of them; the figures are
 medians. Steps/s is given per wall second and per CPU second of the training process (its
@@ -19,7 +17,6 @@ medians. Steps/s is given per wall second and per CPU second of the training pro
 
     python benchmarks/tiny_train_speed.py                          # reward model, old vs new, 3 repeats
     python benchmarks/tiny_train_speed.py --models baseline reward --arms old old_config new --cpu 1
-    python benchmarks/tiny_train_speed.py --arms old new_default_malloc new --cpu 1
 
 ``--profile`` times the parts of one step instead (CPU time of the training thread, median over ``--steps``
 steps), with the module's own methods timed in place, so each arm profiles its own code path: data (read,
@@ -47,7 +44,7 @@ import lightning.pytorch as pl
 REPO = Path(__file__).resolve().parents[1]
 OLD_REF = "30f530f"  # the last commit before the tiny-training speed-up (issue 21)
 CONFIGS = {"baseline": "configs/ip2p_tiny.yaml", "reward": "configs/ip2p_reward_tiny.yaml"}
-ARMS = ("old", "old_config", "new_default_malloc", "new")
+ARMS = ("old", "old_config", "new")
 
 
 class StepClock(pl.Callback):
@@ -156,26 +153,16 @@ def profile_step(config: str, shards: str, steps: int, warmup: int) -> dict[str,
     return {part: statistics.median(values) for part, values in samples.items()}
 
 
-def arm_env(arm: str, paths: list[str]) -> dict[str, str]:
-    """The demo's child environment (``child_env``) with ``paths`` first on ``PYTHONPATH``; the ``old`` and
-    ``new_default_malloc`` arms without the malloc settings that ``child_env`` adds (30f530f did not set them)."""
-    from mredit.lab.jobs import REUSE_FREED_MEMORY, child_env
-
-    env = {**child_env(), "PYTHONPATH": os.pathsep.join([*paths, os.environ.get("PYTHONPATH", "")])}
-    if arm in ("old", "new_default_malloc"):
-        for name in REUSE_FREED_MEMORY:
-            if name not in os.environ:
-                env.pop(name)
-    return env
-
-
 def run_profile(arm: str, model: str, shards: Path, old_tree: Path | None, args: argparse.Namespace) -> dict:
-    config_root = REPO if arm.startswith("new") else old_tree
+    from mredit.lab.jobs import child_env
+
+    config_root = REPO if arm == "new" else old_tree
     argv = [sys.executable, __file__, "--profile-child", str(config_root / CONFIGS[model]), "--shards", str(shards)]
     argv += ["--steps", str(args.steps), "--warmup", str(args.warmup)]
     if args.cpu is not None:
         argv = ["taskset", "-c", str(args.cpu), *argv]
-    env = arm_env(arm, [str(old_tree)] if arm == "old" else [])
+    paths = [str(old_tree)] if arm == "old" else []
+    env = {**child_env(), "PYTHONPATH": os.pathsep.join([*paths, os.environ.get("PYTHONPATH", "")])}
     result = subprocess.run(argv, env=env, capture_output=True, text=True)
     if result.returncode:
         raise SystemExit(f"profile of {arm} {model} failed:\n{result.stderr[-3000:]}")
@@ -224,9 +211,10 @@ def prepare_shards(work: Path, num_train: int, code: Path | None = None) -> Path
 
 def run_arm(arm: str, model: str, shards: Path, old_tree: Path | None, args: argparse.Namespace, run_dir: Path):
     """One ``mredit fit`` of ``warmup + steps`` steps; returns (wall s/step, cpu s/step) over the timed steps."""
+    from mredit.lab.jobs import child_env
     from mredit.lab.workflow import TrainSpec, train_command
 
-    config_root = REPO if arm.startswith("new") else old_tree
+    config_root = REPO if arm == "new" else old_tree
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True)
     max_steps = args.warmup + args.steps
@@ -236,7 +224,8 @@ def run_arm(arm: str, model: str, shards: Path, old_tree: Path | None, args: arg
     argv = [*train_command(spec, shards), "--trainer.callbacks+=" + json.dumps(clock)]
     if args.cpu is not None:
         argv = ["taskset", "-c", str(args.cpu), *argv]
-    env = arm_env(arm, [str(Path(__file__).parent)] + ([str(old_tree)] if arm == "old" else []))
+    paths = [str(Path(__file__).parent)] + ([str(old_tree)] if arm == "old" else [])
+    env = {**child_env(), "PYTHONPATH": os.pathsep.join([*paths, os.environ.get("PYTHONPATH", "")])}
     result = subprocess.run(argv, env=env, capture_output=True, text=True, cwd=run_dir)
     if result.returncode:
         raise SystemExit(f"{arm} {model} failed:\n{result.stderr[-3000:]}")

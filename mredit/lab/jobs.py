@@ -17,21 +17,10 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-# glibc hands freed blocks over 128 KiB back to the kernel and maps fresh zeroed pages for the next ones, so
-# each step of a small CPU run page-faults its activations in again (about 1,400 faults per step of the demo's
-# model, 5-10 % of its time). Keeping freed memory in the heap reuses warm pages; the results are bit for bit
-# the same (docs/training.md, "Tiny training speed"). Other allocators ignore these variables.
-REUSE_FREED_MEMORY: dict[str, str] = {
-    "MALLOC_MMAP_THRESHOLD_": str(32 << 20),  # glibc's largest: blocks below 32 MiB come from the heap
-    "MALLOC_TRIM_THRESHOLD_": str(4 << 30),  # never shrink the heap during a run
-    "MALLOC_TOP_PAD_": str(256 << 20),  # grow it in large steps
-}
-
 
 def child_env() -> dict[str, str]:
-    """One thread per process (runs go side by side on the cores), freed memory kept for reuse
-    (``REUSE_FREED_MEMORY``, unless the caller set these), offline logging, unbuffered output."""
-    env = {**REUSE_FREED_MEMORY, **os.environ}
+    """One thread per process (runs go side by side on the cores), offline logging, unbuffered output."""
+    env = dict(os.environ)
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         env[name] = "1"
     env.setdefault("WANDB_MODE", "offline")
